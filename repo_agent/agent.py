@@ -1,0 +1,155 @@
+"""The agent loop: one episode of one model on one task, recorded step by step in a trace."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import protocol as P
+from .loops import LoopDetector
+from .models.base import Model, ModelReply
+from .prompts import PROMPT_VERSION, goal_message, system_prompt
+from .suites.task import Suite, TaskSpec
+from .tools import run_tool
+from .traces import TraceWriter, new_trace
+from .workspace import TestReport, materialize, run_tests
+
+TEST_POLICIES = ("never", "on_write", "final")
+LOOP_POLICIES = ("warn", "stop", "off")
+LOOP_WARNING = "[loop_warning] You repeated an earlier action and got the same result. Do something different."
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    max_iters: int = 20
+    tool_protocol: str = "json"  # json | native
+    test_policy: str = "never"  # never | on_write | final
+    loop_policy: str = "warn"  # warn | stop | off
+    loop_window: int = 6
+    verdict_fail_fast: bool = True  # the final verdict may stop at the first failing test
+
+
+def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, trace_path: Path, **meta: Any) -> dict[str, Any]:
+    """Run one rollout; never raises for model or tool failures. Returns the finished trace."""
+    native = config.tool_protocol == "native"
+    tools = P.openai_tools() if native else None
+    prompt = [
+        {"role": "system", "content": system_prompt(config.tool_protocol)},
+        {"role": "user", "content": goal_message(task.goal)},
+    ]
+    writer = TraceWriter(trace_path, new_trace(
+        task_id=task.task_id, suite_id=suite.suite_id, split=task.split, prompt_version=PROMPT_VERSION,
+        agent_config=asdict(config), tools=tools, prompt_messages=prompt, started_at=time.time(), **meta))
+    started = time.monotonic()
+    messages = [dict(m) for m in prompt]
+    loops = LoopDetector(config.loop_window)
+    stop_reason, error, report = "max_iters", None, None
+    workspace = materialize(suite, task)
+    try:
+        dirty = True  # the workspace changed since `report` was measured
+        for index in range(config.max_iters):
+            reply = llm.complete(messages, tools)
+            if reply.error:
+                stop_reason, error = "model_error", reply.error
+                break
+            action = P.parse_native(reply.tool_calls) if native else P.parse_action(reply.content)
+            step = _new_step(index, reply, action, native)
+            if isinstance(action, P.ParseError):
+                body = P.parse_error_feedback(action, native)
+            elif isinstance(action, P.Final):
+                if config.test_policy != "final":
+                    stop_reason = "final"
+                    writer.add_step(step)
+                    break
+                report, dirty = run_tests(workspace.root, task.test), False
+                step["test_snippet"] = report.snippet()
+                if report.ok:
+                    stop_reason = "final"
+                    writer.add_step(step)
+                    break
+                body = step["test_snippet"]
+            else:
+                step["tool_ok"], body = run_tool(workspace.root, action.name, action.args)
+                if action.name == "write_file" and step["tool_ok"]:
+                    dirty = True
+                    if config.test_policy == "on_write":
+                        report, dirty = run_tests(workspace.root, task.test), False
+                        step["test_snippet"] = report.snippet()
+                        body = f"{body}\n{step['test_snippet']}"
+            step["tool_output"] = body
+            step["loop"] = loops.observe(reply.content + repr(reply.tool_calls), body)
+            if step["loop"] and config.loop_policy != "off":
+                if config.loop_policy == "warn":
+                    body = f"{body}\n{LOOP_WARNING}"
+            step["result_message"] = _result_message(body, step["assistant_message"], native)
+            writer.add_step(step)
+            messages += [step["assistant_message"], step["result_message"]]
+            if step["loop"] and config.loop_policy == "stop":
+                stop_reason = "loop"
+                break
+        if report is None or dirty:
+            report = run_tests(workspace.root, task.test, fail_fast=config.verdict_fail_fast)
+    except Exception:
+        stop_reason, error = "harness_error", traceback.format_exc(limit=8)
+    finally:
+        workspace.cleanup()
+    verdict = report.to_dict() if report else None
+    writer.finish(stop_reason=stop_reason, error=error, verdict=verdict, finished_at=time.time(),
+                  metrics=episode_metrics(writer.trace["steps"], verdict, time.monotonic() - started))
+    return writer.trace
+
+
+def _new_step(index: int, reply: ModelReply, action: P.Action | P.ParseError, native: bool) -> dict[str, Any]:
+    assistant: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if native and reply.tool_calls:
+        assistant["tool_calls"] = reply.tool_calls[:1]  # one call per turn; extras are answered as an error
+    parse_error = {"kind": action.kind, "detail": action.detail} if isinstance(action, P.ParseError) else None
+    return {
+        "index": index,
+        "raw_output": reply.content,
+        "raw_tool_calls": reply.tool_calls,
+        "assistant_message": assistant,
+        "action": None if parse_error else P.action_to_dict(action),
+        "parse_error": parse_error,
+        "tool_ok": None,
+        "tool_output": None,
+        "test_snippet": None,
+        "loop": None,
+        "result_message": None,
+        "latency_s": round(reply.latency_s, 4),
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+    }
+
+
+def _result_message(body: str, assistant: dict[str, Any], native: bool) -> dict[str, Any]:
+    content = P.tool_result_message(body)
+    if native and assistant.get("tool_calls"):
+        return {"role": "tool", "tool_call_id": assistant["tool_calls"][0].get("id", "call_0"), "content": content}
+    return {"role": "user", "content": content}
+
+
+def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None, wall_time_s: float) -> dict[str, Any]:
+    parse_errors = [s["parse_error"]["kind"] for s in steps if s.get("parse_error")]
+    tool_names = [s["action"]["name"] for s in steps if s.get("action") and s["action"]["type"] == "tool_call"]
+    kinds: dict[str, int] = {}
+    for kind in parse_errors:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return {
+        "passed": bool(verdict and verdict["passed_verdict"]),
+        "steps": len(steps),
+        "parse_errors": len(parse_errors),
+        "parse_error_rate": round(len(parse_errors) / len(steps), 4) if steps else 0.0,
+        "parse_error_kinds": kinds,
+        "tool_calls": {name: tool_names.count(name) for name in sorted(set(tool_names))},
+        "tool_errors": sum(1 for s in steps if s.get("tool_ok") is False),
+        "wrote_file": "write_file" in tool_names,
+        "loop_detections": sum(1 for s in steps if s.get("loop")),
+        "tokens_in": sum(s.get("prompt_tokens") or 0 for s in steps),
+        "tokens_out": sum(s.get("completion_tokens") or 0 for s in steps),
+        "model_time_s": round(sum(s.get("latency_s") or 0 for s in steps), 3),
+        "wall_time_s": round(wall_time_s, 3),
+    }

@@ -1,0 +1,102 @@
+"""The `repo-agent` command line. Each command is thin wiring; heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import options as O
+
+app = typer.Typer(
+    help="Teach small models to follow a JSON tool protocol for repo fixing: rollouts, step-level data, LoRA, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+@app.command()
+def run(
+    suite: O.SuiteOpt,
+    task: Annotated[str, typer.Option("--task", help="Task id (e.g. bundled/gcd) or its short name (gcd).")],
+    llm_provider: O.ProviderOpt = "oracle",
+    model: O.ModelOpt = "oracle",
+    base_url: O.BaseUrlOpt = None,
+    api_key_env: O.ApiKeyEnvOpt = None,
+    tool_protocol: O.ToolProtocolOpt = O.AGENT_DEFAULTS.tool_protocol,
+    test_policy: O.TestPolicyOpt = O.AGENT_DEFAULTS.test_policy,
+    max_iters: O.MaxItersOpt = O.AGENT_DEFAULTS.max_iters,
+    loop_policy: O.LoopPolicyOpt = O.AGENT_DEFAULTS.loop_policy,
+    temperature: O.TemperatureOpt = O.SAMPLING_DEFAULTS.temperature,
+    top_p: O.TopPOpt = O.SAMPLING_DEFAULTS.top_p,
+    max_tokens: O.MaxTokensOpt = O.SAMPLING_DEFAULTS.max_tokens,
+    request_timeout: O.TimeoutOpt = 120.0,
+    max_retries: O.RetriesOpt = 4,
+    adapter: O.AdapterOpt = None,
+    seed: O.SeedOpt = 0,
+    trace_dir: Annotated[Optional[Path], typer.Option("--trace-dir", help="Where the trace goes (default runs/run_<time>).")] = None,
+) -> None:
+    """Run ONE episode of one model on one task; print a summary and the trace path."""
+    from .agent import run_episode
+    from .models import build_model
+    from .suites.task import SuiteError, load_suite
+
+    agent = O.agent_config(tool_protocol, test_policy, max_iters, loop_policy)
+    provider = O.provider_config(llm_provider, model, base_url, api_key_env, temperature, top_p, max_tokens,
+                                 request_timeout, max_retries, adapter)
+    try:
+        loaded = load_suite(suite)
+        spec = loaded.task(task)
+    except (SuiteError, KeyError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        llm = build_model(provider, suite=loaded, task=spec, seed=seed)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out_dir = trace_dir or Path("runs") / time.strftime("run_%Y%m%d_%H%M%S")
+    trace_path = out_dir / "traces" / (spec.task_id.replace("/", "__") + "__r0.json")
+    trace = run_episode(loaded, spec, llm, agent, trace_path, rollout_id=trace_path.stem, rollout_index=0,
+                        seed=seed, provider=provider.provider, model=provider.model, base_url=provider.base_url,
+                        tool_protocol=agent.tool_protocol, test_policy=agent.test_policy,
+                        sampling={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens})
+    _print_episode(trace, trace_path)
+    raise typer.Exit(0 if trace["stop_reason"] != "harness_error" else 1)
+
+
+def _print_episode(trace: dict, trace_path: Path) -> None:
+    from rich.table import Table
+
+    metrics, verdict = trace["metrics"], trace.get("verdict") or {}
+    table = Table(title=f"{trace['task_id']}  ({trace['provider']}:{trace['model']})", show_header=False)
+    table.add_row("verdict", "[green]PASS[/green]" if metrics["passed"] else "[red]FAIL[/red]")
+    table.add_row("tests", verdict.get("summary", "-"))
+    table.add_row("stop reason", trace["stop_reason"])
+    table.add_row("steps", str(metrics["steps"]))
+    table.add_row("parse errors", f"{metrics['parse_errors']} {metrics['parse_error_kinds'] or ''}")
+    table.add_row("tool calls", json.dumps(metrics["tool_calls"]))
+    table.add_row("loop detections", str(metrics["loop_detections"]))
+    table.add_row("tokens in/out", f"{metrics['tokens_in']}/{metrics['tokens_out']}")
+    table.add_row("wall time", f"{metrics['wall_time_s']:.2f}s")
+    if trace.get("error"):
+        table.add_row("error", str(trace["error"]).strip().splitlines()[-1][:200])
+    Console().print(table)
+    Console().print(f"trace: {trace_path}")
+
+
+def _register_commands() -> None:
+    from .commands import suite as suite_commands
+
+    suite_commands.register(app)
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    app()

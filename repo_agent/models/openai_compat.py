@@ -1,0 +1,86 @@
+"""Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, llama.cpp, Ollama,
+`transformers serve`) through the `openai` SDK. Retries of 429/5xx/timeouts/dropped connections are the
+SDK's own (exponential backoff, bounded by `max_retries`); a final failure becomes `ModelReply.error`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .base import ModelReply, ProviderConfig
+
+
+def resolve_api_key(config: ProviderConfig, default_env: str) -> str:
+    env_name = config.api_key_env or default_env
+    key = os.environ.get(env_name)
+    if key:
+        return key
+    if config.base_url and ("127.0.0.1" in config.base_url or "localhost" in config.base_url):
+        return "not-needed-for-local-servers"
+    raise ValueError(f"no API key: set the environment variable {env_name} (keys are never read from flags or files)")
+
+
+class OpenAIModel:
+    def __init__(self, config: ProviderConfig, seed: int):
+        import openai
+
+        self.config = config
+        self.seed = seed
+        self.client = openai.OpenAI(
+            base_url=config.base_url,
+            api_key=resolve_api_key(config, "OPENAI_API_KEY"),
+            max_retries=config.max_retries,
+            timeout=config.timeout_s,
+        )
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
+        import openai
+
+        sampling = self.config.sampling
+        kwargs: dict[str, Any] = dict(
+            model=self.config.model,
+            messages=messages,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=self.seed,
+        )
+        if tools:
+            kwargs["tools"] = tools
+        started = time.monotonic()
+        try:
+            response = self.client.chat.completions.create(**kwargs)
+        except openai.APIError as exc:
+            return ModelReply(content="", latency_s=time.monotonic() - started, error=f"{type(exc).__name__}: {_describe(exc)}")
+        return reply_from_openai(response, time.monotonic() - started)
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"HTTP {status}: {text}" if status else text
+
+
+def reply_from_openai(response: Any, latency_s: float) -> ModelReply:
+    """Works for the openai and together SDKs: both return the OpenAI response shape."""
+    if not getattr(response, "choices", None):
+        return ModelReply(content="", latency_s=latency_s, error="the server returned no choices")
+    choice = response.choices[0]
+    message = choice.message
+    tool_calls = None
+    if getattr(message, "tool_calls", None):
+        tool_calls = [
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in message.tool_calls
+        ]
+    usage = getattr(response, "usage", None)
+    return ModelReply(
+        content=message.content or "",
+        tool_calls=tool_calls,
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        latency_s=latency_s,
+        finish_reason=getattr(choice, "finish_reason", None),
+    )

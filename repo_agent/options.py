@@ -1,0 +1,61 @@
+"""Command-line options shared by every command that runs the agent (run, eval, prefs, pipeline).
+
+Declared once as `Annotated` aliases so the flags, defaults and help texts are identical everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .agent import AgentConfig
+from .models.base import ProviderConfig, Sampling
+
+SuiteOpt = Annotated[Path, typer.Option("--suite", help="Suite file (JSON), e.g. eval/suites/bundled_suite.json.", exists=True, dir_okay=False)]
+ProviderOpt = Annotated[str, typer.Option("--llm-provider", help="scripted | oracle | openai | together | local.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model name: API model id, local folder/GGUF or 'smollm2'; for scripted, a file of replies.")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
+ApiKeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Name of the env variable holding the API key (default OPENAI_API_KEY / TOGETHER_API_KEY). Keys are never passed as flags.")]
+ToolProtocolOpt = Annotated[str, typer.Option("--tool-protocol", help="json (one JSON object per reply) or native (function calling).")]
+TestPolicyOpt = Annotated[str, typer.Option("--test-policy", help="never | on_write (append [TESTS PASS]/[TESTS FAIL] to write_file results) | final (tests run at final; failing keeps the episode going).")]
+MaxItersOpt = Annotated[int, typer.Option("--max-iters", min=1, help="Step budget per episode.")]
+LoopPolicyOpt = Annotated[str, typer.Option("--loop-policy", help="What a detected loop does: warn (tell the model) | stop | off.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature (0 = greedy).")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Max new tokens per reply.")]
+TimeoutOpt = Annotated[float, typer.Option("--request-timeout", min=1.0, help="Seconds per model request.")]
+RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries of 429/5xx/timeouts (exponential backoff).")]
+AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="local provider: PEFT LoRA adapter folder.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed; rollout k of task t gets a seed derived from (seed, t, k).")]
+
+AGENT_DEFAULTS = AgentConfig()
+SAMPLING_DEFAULTS = Sampling()
+
+
+def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_policy: str) -> AgentConfig:
+    from .agent import LOOP_POLICIES, TEST_POLICIES
+
+    if tool_protocol not in ("json", "native"):
+        raise typer.BadParameter(f"--tool-protocol must be json or native, got {tool_protocol!r}")
+    if test_policy not in TEST_POLICIES:
+        raise typer.BadParameter(f"--test-policy must be one of {', '.join(TEST_POLICIES)}, got {test_policy!r}")
+    if loop_policy not in LOOP_POLICIES:
+        raise typer.BadParameter(f"--loop-policy must be one of {', '.join(LOOP_POLICIES)}, got {loop_policy!r}")
+    return AgentConfig(max_iters=max_iters, tool_protocol=tool_protocol, test_policy=test_policy, loop_policy=loop_policy)
+
+
+def provider_config(provider: str, model: str, base_url: str | None, api_key_env: str | None, temperature: float,
+                    top_p: float, max_tokens: int, request_timeout: float, max_retries: int,
+                    adapter: Path | None) -> ProviderConfig:
+    from .models.base import PROVIDERS
+
+    if provider not in PROVIDERS:
+        raise typer.BadParameter(f"--llm-provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    return ProviderConfig(
+        provider=provider, model=model, base_url=base_url, api_key_env=api_key_env,
+        sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
+        timeout_s=request_timeout, max_retries=max_retries, adapter=str(adapter) if adapter else None,
+        script=model if provider == "scripted" else None,
+    )

@@ -1,0 +1,56 @@
+"""Build a suite from a folder in QuixBugs layout (the real QuixBugs checkout or the bundled suite).
+
+One task per `python_programs/NAME.py` that has `python_testcases/test_NAME.py`. The workspace holds only
+what the test needs; `correct_python_programs/NAME.py` is recorded as the reference fix and is never
+copied into a workspace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .task import Suite, TaskSpec, TestSpec
+
+NOT_TASKS = {"node"}
+TESTCASE_HELPERS = ("load_testdata.py", "node.py")
+
+
+class LayoutError(ValueError):
+    pass
+
+
+def quixbugs_task(root: Path, suite_id: str, name: str, per_test_timeout: float, total_timeout: float) -> TaskSpec:
+    program = f"python_programs/{name}.py"
+    test_file = f"python_testcases/test_{name}.py"
+    files = ["conftest.py", program, test_file]
+    files += [f"python_testcases/{h}" for h in TESTCASE_HELPERS if (root / "python_testcases" / h).is_file()]
+    if (root / "json_testcases" / f"{name}.json").is_file():
+        files.append(f"json_testcases/{name}.json")
+    return TaskSpec(
+        task_id=f"{suite_id}/{name}",
+        goal=(f"Fix {name} so its tests pass. The buggy program is {program}; "
+              "the docstring at the end of that file says what it must do."),
+        files=tuple(f for f in files if (root / f).is_file()),
+        target_files=(program,),
+        reference=((program, f"correct_python_programs/{name}.py"),),
+        test=TestSpec(args=(test_file,), per_test_timeout=per_test_timeout, total_timeout=total_timeout),
+    )
+
+
+def build_quixbugs_suite(root: Path, suite_id: str = "quixbugs", per_test_timeout: float = 5.0,
+                         total_timeout: float = 120.0) -> Suite:
+    root = Path(root).resolve()
+    for required in ("python_programs", "correct_python_programs", "python_testcases"):
+        if not (root / required).is_dir():
+            raise LayoutError(f"{root} is not in QuixBugs layout: missing folder {required}/")
+    names = sorted(
+        p.stem for p in (root / "python_programs").glob("*.py")
+        if p.stem not in NOT_TASKS and not p.stem.endswith("_test")
+        and (root / "python_testcases" / f"test_{p.stem}.py").is_file()
+        and (root / "correct_python_programs" / p.name).is_file()
+    )
+    if not names:
+        raise LayoutError(f"no tasks found under {root}/python_programs")
+    tasks = tuple(quixbugs_task(root, suite_id, n, per_test_timeout, total_timeout) for n in names)
+    return Suite(suite_id=suite_id, kind="quixbugs", root=root, tasks=tasks,
+                 source={"layout": "quixbugs"})

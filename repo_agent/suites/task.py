@@ -1,0 +1,172 @@
+"""Task and suite records: frozen data, separate from the code that builds and checks them.
+
+A suite file is JSON:
+    {"schema": "repo-agent/suite", "schema_version": 1, "suite_id": "...", "kind": "quixbugs",
+     "root": "<folder, relative to the suite file or absolute>", "source": {...},
+     "derived_from": null | {"suite_id", "path", "sha256", "rule", "side", "train_pct"},
+     "tasks": [TaskSpec, ...]}
+Each task names the files copied into its workspace (relative to the suite root) and, separately, the
+reference fix, which is never copied into a workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+SUITE_SCHEMA = "repo-agent/suite"
+SUITE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """How the driver runs a task's tests (always with pytest, which also runs unittest cases)."""
+
+    __test__ = False  # not a pytest test class
+
+    args: tuple[str, ...]  # pytest arguments: files or node ids, relative to the workspace
+    per_test_timeout: float = 5.0
+    total_timeout: float = 120.0
+    python: str | None = None  # interpreter with pytest + pytest-timeout; None = the one running repo-agent
+    env: tuple[tuple[str, str], ...] = ()  # extra environment variables
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: str
+    goal: str
+    files: tuple[str, ...]  # copied into the workspace, relative to the suite root
+    target_files: tuple[str, ...]  # where the bug lives (workspace-relative)
+    reference: tuple[tuple[str, str], ...]  # (workspace path, file under the suite root holding its fix)
+    test: TestSpec
+    split: str | None = None
+    meta: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.task_id.split("/")[-1]
+
+
+@dataclass(frozen=True)
+class Suite:
+    suite_id: str
+    kind: str
+    root: Path  # absolute, resolved
+    tasks: tuple[TaskSpec, ...]
+    path: Path | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    derived_from: dict[str, Any] | None = None
+
+    def task(self, task_id: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.task_id == task_id or task.name == task_id:
+                return task
+        raise KeyError(f"no task {task_id!r} in suite {self.suite_id!r}; tasks: {', '.join(t.task_id for t in self.tasks)}")
+
+    def reference_text(self, task: TaskSpec) -> dict[str, str]:
+        return {ws_path: (self.root / src).read_text(encoding="utf-8") for ws_path, src in task.reference}
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [t.task_id for t in self.tasks]
+
+
+def task_to_dict(task: TaskSpec) -> dict[str, Any]:
+    data = asdict(task)
+    data["reference"] = [list(pair) for pair in task.reference]
+    data["meta"] = dict(task.meta)
+    data["test"]["env"] = dict(task.test.env)
+    return data
+
+
+def task_from_dict(data: dict[str, Any]) -> TaskSpec:
+    test = dict(data["test"])
+    test["args"] = tuple(test["args"])
+    test["env"] = tuple(sorted((test.get("env") or {}).items()))
+    return TaskSpec(
+        task_id=data["task_id"],
+        goal=data["goal"],
+        files=tuple(data["files"]),
+        target_files=tuple(data["target_files"]),
+        reference=tuple((a, b) for a, b in data["reference"]),
+        test=TestSpec(**test),
+        split=data.get("split"),
+        meta=tuple(sorted((data.get("meta") or {}).items())),
+    )
+
+
+def suite_to_dict(suite: Suite, relative_to: Path | None = None) -> dict[str, Any]:
+    root: str = str(suite.root)
+    if relative_to is not None:
+        root = os.path.relpath(suite.root, relative_to)
+    return {
+        "schema": SUITE_SCHEMA,
+        "schema_version": SUITE_SCHEMA_VERSION,
+        "suite_id": suite.suite_id,
+        "kind": suite.kind,
+        "root": Path(root).as_posix(),
+        "source": suite.source,
+        "derived_from": suite.derived_from,
+        "tasks": [task_to_dict(t) for t in suite.tasks],
+    }
+
+
+class SuiteError(ValueError):
+    pass
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SuiteError(f"suite file not found: {path}") from None
+    except ValueError as exc:
+        raise SuiteError(f"suite file {path} is not valid JSON: {exc}") from None
+    if data.get("schema") != SUITE_SCHEMA:
+        raise SuiteError(f"{path} is not a repo-agent suite file (schema={data.get('schema')!r})")
+    if data.get("schema_version", 0) > SUITE_SCHEMA_VERSION:
+        raise SuiteError(f"{path} has schema_version {data['schema_version']}; this repo-agent reads <= {SUITE_SCHEMA_VERSION}")
+    root = Path(data["root"])
+    if not root.is_absolute():
+        root = (path.parent / root).resolve()
+    try:
+        tasks = tuple(task_from_dict(t) for t in data["tasks"])
+    except (KeyError, TypeError) as exc:
+        raise SuiteError(f"{path}: malformed task record ({exc})") from None
+    return Suite(
+        suite_id=data["suite_id"],
+        kind=data.get("kind", "unknown"),
+        root=root,
+        tasks=tasks,
+        path=path.resolve(),
+        source=data.get("source") or {},
+        derived_from=data.get("derived_from"),
+    )
+
+
+def suite_bytes(suite: Suite, out_path: Path) -> bytes:
+    data = suite_to_dict(suite, relative_to=out_path.resolve().parent)
+    return (json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def save_suite(suite: Suite, out_path: str | Path) -> Path:
+    """Write atomically; the root is stored relative to the file so a checkout can move."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_bytes(suite_bytes(suite, out_path))
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def with_tasks(suite: Suite, tasks: tuple[TaskSpec, ...], **changes: Any) -> Suite:
+    return replace(suite, tasks=tasks, **changes)

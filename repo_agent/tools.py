@@ -1,0 +1,157 @@
+"""The four workspace tools. Each takes the workspace root and the validated args and returns text.
+
+Every path is confined to the workspace: `..`, absolute paths, symlinks that lead out, NUL bytes and
+anything that is not a regular file or directory are refused with a `ToolError` (shown to the model).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_MAX_FILES = 200
+DEFAULT_MAX_CHARS = 4000
+DEFAULT_MAX_MATCHES = 50
+MAX_WRITE_CHARS = 1_000_000
+MAX_GREP_FILE_BYTES = 2_000_000
+MAX_GREP_LINE_CHARS = 300
+SKIPPED_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "node_modules"}
+
+
+class ToolError(Exception):
+    """A refused or failed tool call; its message is shown to the model after `ERROR: `."""
+
+
+def confine(root: Path, rel_path: Any, *, must_exist: bool = True) -> Path:
+    """Resolve `rel_path` inside `root` or raise ToolError. Symlinks are resolved before the check."""
+    if not isinstance(rel_path, str):
+        raise ToolError("path must be a string")
+    if "\x00" in rel_path:
+        raise ToolError("path contains a NUL byte")
+    if rel_path.startswith(("/", "\\", "~")) or os.path.isabs(rel_path) or re.match(r"^[A-Za-z]:", rel_path):
+        raise ToolError(f"absolute paths are refused: {rel_path!r}; use a path relative to the workspace")
+    root_real = Path(os.path.realpath(root))
+    candidate = Path(os.path.realpath(root_real / (rel_path or ".")))
+    if candidate != root_real and root_real not in candidate.parents:
+        raise ToolError(f"path leads outside the workspace: {rel_path!r}")
+    if must_exist and not candidate.exists():
+        raise ToolError(f"no such file or directory: {rel_path!r}")
+    if candidate.exists():
+        mode = candidate.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ToolError(f"not a regular file or directory (device, fifo or socket): {rel_path!r}")
+    return candidate
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(os.path.realpath(root)).as_posix()
+
+
+def _walk_files(root: Path, start: Path):
+    """Regular files under `start`, sorted, never following symlinked directories."""
+    for dirpath, dirnames, filenames in os.walk(start, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(".pyc"):
+                continue
+            yield Path(dirpath) / name
+
+
+def list_files(root: Path, rel_dir: str = ".", max_files: int = DEFAULT_MAX_FILES) -> str:
+    start = confine(root, rel_dir)
+    if not start.is_dir():
+        raise ToolError(f"not a directory: {rel_dir!r}")
+    files = [_rel(root, p) for p in _walk_files(root, start)]
+    shown = files[:max_files]
+    out = "\n".join(shown) if shown else "(no files)"
+    if len(files) > max_files:
+        out += f"\n... [truncated: showing {max_files} of {len(files)} files]"
+    return out
+
+
+def _looks_binary(data: bytes) -> bool:
+    if b"\x00" in data[:8192]:
+        return True
+    try:
+        data[:8192].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(data[:8192]) - 4  # a cut multi-byte char at the edge is still text
+    return False
+
+
+def read_file(root: Path, rel_path: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    path = confine(root, rel_path)
+    if path.is_dir():
+        raise ToolError(f"{rel_path!r} is a directory; use list_files")
+    data = path.read_bytes()
+    if _looks_binary(data):
+        return f"(binary file, {len(data)} bytes, not shown)"
+    text = data.decode("utf-8", errors="replace")
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars] + f"\n... [truncated: showing {max_chars} of {len(text)} chars]"
+
+
+def grep(root: Path, pattern: str, rel_dir: str = ".", max_matches: int = DEFAULT_MAX_MATCHES) -> str:
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ToolError(f"invalid regular expression: {exc}") from None
+    start = confine(root, rel_dir)
+    paths = [start] if start.is_file() else list(_walk_files(root, start))
+    matches: list[str] = []
+    total = 0
+    for path in paths:
+        try:
+            if path.is_symlink() or path.stat().st_size > MAX_GREP_FILE_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if _looks_binary(data):
+            continue
+        for lineno, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if regex.search(line):
+                total += 1
+                if len(matches) < max_matches:
+                    text = line if len(line) <= MAX_GREP_LINE_CHARS else line[:MAX_GREP_LINE_CHARS] + "..."
+                    matches.append(f"{_rel(root, path)}:{lineno}: {text}")
+    if not matches:
+        return "(no matches)"
+    out = "\n".join(matches)
+    if total > max_matches:
+        out += f"\n... [truncated: showing {max_matches} of {total} matches]"
+    return out
+
+
+def write_file(root: Path, rel_path: str, content: str) -> str:
+    if len(content) > MAX_WRITE_CHARS:
+        raise ToolError(f"content too large ({len(content)} chars > {MAX_WRITE_CHARS})")
+    path = confine(root, rel_path, must_exist=False)
+    if path.is_dir():
+        raise ToolError(f"{rel_path!r} is a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    confine(root, _rel(root, path.parent))  # the created parents must still be inside
+    path.write_text(content, encoding="utf-8")
+    return f"wrote {len(content)} chars to {_rel(root, path)}"
+
+
+TOOLS: dict[str, Callable[..., str]] = {
+    "list_files": list_files,
+    "read_file": read_file,
+    "grep": grep,
+    "write_file": write_file,
+}
+
+
+def run_tool(root: Path, name: str, args: dict[str, Any]) -> tuple[bool, str]:
+    """Run a validated tool call; returns (ok, text). Never raises on tool failures."""
+    try:
+        return True, TOOLS[name](root, **args)
+    except ToolError as exc:
+        return False, f"ERROR: {exc}"
+    except (OSError, ValueError, RecursionError) as exc:
+        return False, f"ERROR: {type(exc).__name__}: {exc}"

@@ -1,0 +1,137 @@
+"""Rollout traces: one JSON file per rollout, versioned, rewritten atomically after every step.
+
+The conversation a model saw at step k is `trace["prompt_messages"]` followed by, for every earlier
+step j < k, `steps[j]["assistant_message"]` and `steps[j]["result_message"]`; `conversation_at`
+rebuilds it byte for byte. Secrets never enter a trace: API keys are not part of any recorded config,
+and `redact` scrubs anything that looks like one before a write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+TRACE_SCHEMA = "repo-agent/trace"
+TRACE_SCHEMA_VERSION = 1
+
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|tgp_v1_[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,})")
+_SECRET_KEY = re.compile(r"(api[_-]?key|authorization|token|secret|password)", re.I)
+
+
+def redact(value: Any) -> Any:
+    """Remove anything secret-shaped: values under secret-like keys and key-like strings anywhere."""
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if _SECRET_KEY.search(str(k)) and v else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub("[redacted]", value)
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a unique temp file + rename: readers (and a kill -9) see the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+
+
+class TraceWriter:
+    """Holds a trace dict and persists it after every change."""
+
+    def __init__(self, path: Path, trace: dict[str, Any]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.trace = trace
+        self.flush()
+
+    def flush(self) -> None:
+        atomic_write_json(self.path, redact(self.trace))
+
+    def add_step(self, step: dict[str, Any]) -> None:
+        self.trace["steps"].append(step)
+        self.flush()
+
+    def finish(self, **fields: Any) -> None:
+        self.trace.update(fields)
+        self.trace["status"] = "finished"
+        self.flush()
+
+
+def new_trace(**fields: Any) -> dict[str, Any]:
+    trace: dict[str, Any] = {"schema": TRACE_SCHEMA, "schema_version": TRACE_SCHEMA_VERSION, "status": "running"}
+    trace.update(fields)
+    trace.setdefault("steps", [])
+    return trace
+
+
+def conversation_at(trace: dict[str, Any], step_index: int) -> list[dict[str, Any]]:
+    """The exact messages the model received before producing step `step_index`."""
+    messages = [dict(m) for m in trace["prompt_messages"]]
+    for step in trace["steps"][:step_index]:
+        messages.append(dict(step["assistant_message"]))
+        messages.append(dict(step["result_message"]))
+    return messages
+
+
+class TraceReadError(ValueError):
+    pass
+
+
+def read_trace(path: Path) -> dict[str, Any]:
+    """Read and check one trace; raises TraceReadError with a reason a user can act on."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceReadError(f"{path}: unreadable ({exc})") from None
+    except ValueError as exc:
+        raise TraceReadError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != TRACE_SCHEMA:
+        raise TraceReadError(f"{path}: not a repo-agent trace")
+    if data.get("schema_version", 0) > TRACE_SCHEMA_VERSION:
+        raise TraceReadError(f"{path}: trace schema_version {data['schema_version']} is newer than this repo-agent")
+    for key in ("task_id", "prompt_messages", "steps"):
+        if key not in data:
+            raise TraceReadError(f"{path}: missing field {key!r}")
+    return data
+
+
+@dataclass
+class TraceProblem:
+    path: Path
+    reason: str
+
+
+def iter_traces(trace_dir: Path, *, finished_only: bool = True, problems: list[TraceProblem] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Yield (path, trace) for every readable trace under `trace_dir`, sorted by path.
+
+    Corrupt or foreign files are reported in `problems` and skipped, never fatal.
+    """
+    for path in sorted(Path(trace_dir).rglob("*.json")):
+        if path.name.startswith(".") or not _looks_like_trace_file(path):
+            continue
+        try:
+            trace = read_trace(path)
+        except TraceReadError as exc:
+            if problems is not None:
+                problems.append(TraceProblem(path, str(exc)))
+            continue
+        if finished_only and trace.get("status") != "finished":
+            if problems is not None:
+                problems.append(TraceProblem(path, f"{path}: unfinished rollout (status={trace.get('status')!r})"))
+            continue
+        yield path, trace
+
+
+def _looks_like_trace_file(path: Path) -> bool:
+    return path.parent.name == "traces" or path.name.endswith(".trace.json")

