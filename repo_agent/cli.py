@@ -90,10 +90,15 @@ def _print_episode(trace: dict, trace_path: Path) -> None:
     Console().print(f"trace: {trace_path}")
 
 
-def _register_commands() -> None:
-    from .commands import suite as suite_commands
+COMMAND_MODULES = ("suite", "evaluate", "data", "finetune", "pipeline")
 
-    suite_commands.register(app)
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f".commands.{name}", __package__)
+        module.register(app)
 
 
 _register_commands()
