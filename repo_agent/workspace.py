@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -44,14 +45,15 @@ class Workspace:
 
 def materialize(suite: Suite, task: TaskSpec, parent: Path | None = None) -> Workspace:
     """Copy the task's files into a fresh temporary folder. Reference fixes are never copied."""
-    reference_sources = {src for _, src in task.reference}
+    source_root = (suite.root / task.base).resolve()
+    reference_sources = {(suite.root / src).resolve() for _, src in task.reference}
     base = Path(tempfile.mkdtemp(prefix="repo-agent-", dir=parent))
     root = base / "ws"
     root.mkdir()
     for rel in task.files:
-        if rel in reference_sources:
+        src = source_root / rel
+        if src.resolve() in reference_sources:
             raise ValueError(f"task {task.task_id}: reference file {rel} must not be part of the workspace")
-        src = suite.root / rel
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -143,8 +145,23 @@ def pytest_command(spec: TestSpec, junit_path: Path, fail_fast: bool) -> list[st
     return args + list(spec.args)
 
 
+# Test runs are CPU-bound while model calls are I/O-bound: many rollout threads may wait on a model at
+# once, but at most one test run per core runs at a time.
+_TEST_SLOTS = threading.BoundedSemaphore(os.cpu_count() or 1)
+
+
+def set_test_concurrency(slots: int) -> None:
+    global _TEST_SLOTS
+    _TEST_SLOTS = threading.BoundedSemaphore(max(1, slots))
+
+
 def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False) -> TestReport:
     """Run the task's tests in `root`. Never raises for test failures, crashes or hangs."""
+    with _TEST_SLOTS:
+        return _run_tests(root, spec, fail_fast)
+
+
+def _run_tests(root: Path, spec: TestSpec, fail_fast: bool) -> TestReport:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="repo-agent-junit-") as tmp:
         junit = Path(tmp) / "junit.xml"

@@ -39,12 +39,14 @@ class TestSpec:
 class TaskSpec:
     task_id: str
     goal: str
-    files: tuple[str, ...]  # copied into the workspace, relative to the suite root
+    files: tuple[str, ...]  # copied into the workspace, relative to `base` (files or whole folders)
     target_files: tuple[str, ...]  # where the bug lives (workspace-relative)
     reference: tuple[tuple[str, str], ...]  # (workspace path, file under the suite root holding its fix)
     test: TestSpec
     split: str | None = None
     meta: tuple[tuple[str, Any], ...] = ()
+    base: str = "."  # folder under the suite root whose contents become the workspace root
+
 
     @property
     def name(self) -> str:
@@ -68,6 +70,7 @@ class Suite:
         raise KeyError(f"no task {task_id!r} in suite {self.suite_id!r}; tasks: {', '.join(t.task_id for t in self.tasks)}")
 
     def reference_text(self, task: TaskSpec) -> dict[str, str]:
+        """Workspace path -> fixed content. Reference sources are relative to the suite root."""
         return {ws_path: (self.root / src).read_text(encoding="utf-8") for ws_path, src in task.reference}
 
     @property
@@ -96,6 +99,7 @@ def task_from_dict(data: dict[str, Any]) -> TaskSpec:
         test=TestSpec(**test),
         split=data.get("split"),
         meta=tuple(sorted((data.get("meta") or {}).items())),
+        base=data.get("base", "."),
     )
 
 
