@@ -1,37 +1,216 @@
-"""`repo-agent suite ...`: build suites from benchmark checkouts."""
+"""`repo-agent suite ...`: build suites from benchmark checkouts, split them, check and validate them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+
+from .. import options as O
 
 suite_app = typer.Typer(help="Build, split, check and validate suites of buggy programs.", no_args_is_help=True)
 build_app = typer.Typer(help="Build a suite file from a benchmark checkout.", no_args_is_help=True)
 suite_app.add_typer(build_app, name="build")
 console = Console(stderr=True)
 
+CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default ~/.cache/repo-agent or $XDG_CACHE_HOME/repo-agent).")]
+PerTestTimeoutOpt = Annotated[Optional[float], typer.Option("--per-test-timeout", min=0.1, help="Seconds before one test is killed (default: 5 for QuixBugs, 60 for BugsInPy).")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
 
 @build_app.command("quixbugs")
 def build_quixbugs(
-    root: Annotated[Path, typer.Option("--root", help="A checkout in QuixBugs layout (python_programs/, correct_python_programs/, python_testcases/).", exists=True, file_okay=False)],
+    root: Annotated[Optional[Path], typer.Option("--root", help="A checkout in QuixBugs layout (python_programs/, correct_python_programs/, python_testcases/). Without it, QuixBugs is cloned at a pinned commit into the cache folder.", file_okay=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Suite file to write.")] = Path("eval/suites/quixbugs_suite.json"),
     suite_id: Annotated[str, typer.Option("--suite-id", help="Prefix of the task ids (quixbugs/gcd).")] = "quixbugs",
-    per_test_timeout: Annotated[float, typer.Option("--per-test-timeout", help="Seconds before one test is killed.")] = 5.0,
+    per_test_timeout: PerTestTimeoutOpt = None,
+    cache_dir: CacheDirOpt = None,
+    repo_url: Annotated[str, typer.Option("--repo-url", help="Where to clone QuixBugs from when --root is not given (a mirror works).")] = "https://github.com/jkoppel/QuixBugs",
 ) -> None:
     """One task per buggy program that has a test file; reference fixes never enter a workspace."""
-    from ..suites.quixbugs import LayoutError, build_quixbugs_suite
+    from ..suites.quixbugs import FetchError, LayoutError, build_quixbugs_suite, fetch_quixbugs
     from ..suites.task import save_suite
 
     try:
-        suite = build_quixbugs_suite(root, suite_id=suite_id, per_test_timeout=per_test_timeout)
-    except LayoutError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        if root is None:
+            console.print(f"no --root: using a clone of {repo_url} in the cache folder")
+            root = fetch_quixbugs(cache_dir, url=repo_url)
+        elif not root.is_dir():
+            _fail(f"--root {root} is not a folder")
+        suite = build_quixbugs_suite(root, suite_id=suite_id, per_test_timeout=per_test_timeout or 5.0)
+    except (LayoutError, FetchError) as exc:
+        _fail(str(exc))
     save_suite(suite, out)
     console.print(f"wrote {out} with {len(suite.tasks)} tasks")
+
+
+@build_app.command("bugsinpy")
+def build_bugsinpy(
+    root: Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)],
+    projects: Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")],
+    repos_dir: Annotated[Optional[Path], typer.Option("--repos-dir", help="Folder with one git clone per project (<dir>/youtube-dl). Without it, projects are cloned into the cache folder (needs the network).", exists=True, file_okay=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Suite file to write.")] = Path("eval/suites/bugsinpy_suite.json"),
+    suite_id: Annotated[str, typer.Option("--suite-id", help="Prefix of the task ids (bugsinpy/youtube-dl-1).")] = "bugsinpy",
+    bugs: Annotated[Optional[str], typer.Option("--bugs", help="Comma-separated bug numbers to build (default: all).")] = None,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Where bug snapshots and venvs go; it becomes the suite root (default <cache>/bugsinpy).")] = None,
+    use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv (no pip, no setup.sh).")] = False,
+    pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
+    per_test_timeout: PerTestTimeoutOpt = None,
+) -> None:
+    """One task per bug: the project at the buggy commit plus the fixed commit's tests; defective bugs are reported and skipped."""
+    from rich.progress import Progress
+
+    from ..suites.bugsinpy import BuildOptions, build_bugsinpy_suite
+    from ..suites.quixbugs import default_cache_dir
+    from ..suites.task import save_suite
+
+    options = BuildOptions(
+        work_dir=work_dir or default_cache_dir() / "bugsinpy", repos_dir=repos_dir,
+        use_current_python=use_current_python, pythons_dir=pythons_dir,
+        per_test_timeout=per_test_timeout or 60.0,
+        bugs=tuple(b.strip() for b in (bugs or "").split(",") if b.strip()),
+    )
+    names = [p.strip() for p in projects.split(",") if p.strip()]
+    try:
+        with Progress(console=console, transient=True) as progress:
+            job = progress.add_task("building", total=None)
+            result = build_bugsinpy_suite(root, names, options, suite_id=suite_id,
+                                          on_bug=lambda t: progress.update(job, description=f"building {t}"))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    for skip in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {skip.task_id}: {skip.reason}")
+    if not result.suite.tasks:
+        _fail("no bug could be built", code=1)
+    save_suite(result.suite, out)
+    console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
+
+
+@suite_app.command("split")
+def split(
+    suite: O.SuiteOpt,
+    train_pct: Annotated[int, typer.Option("--train-pct", min=0, max=100, help="Share of tasks (by id hash) on the train side.")] = 80,
+) -> None:
+    """Write <name>_train_suite.json and <name>_test_suite.json beside the suite; a task's side depends only on its id."""
+    from ..suites.split import split_suite_file
+    from ..suites.task import SuiteError
+
+    try:
+        result = split_suite_file(suite, train_pct)
+    except SuiteError as exc:
+        _fail(str(exc))
+    for side, path in result.paths.items():
+        console.print(f"wrote {path} with {result.counts[side]} {side} tasks")
+
+
+@suite_app.command("check")
+def check(
+    suites: Annotated[list[Path], typer.Option("--suite", help="Suite file(s) to check; a master suite also checks its _train/_test files if present.", exists=True, dir_okay=False)],
+) -> None:
+    """Static checks without running tests: derived suites must equal a fresh split of their parent, never overlap, and no workspace may hold a reference fix."""
+    from ..suites.split import SIDES, check_derived, check_overlap, derived_path
+    from ..suites.task import SuiteError, load_suite
+    from ..suites.validate import static_problems
+
+    paths: list[Path] = []
+    for path in suites:
+        paths.append(path)
+        if path.stem.endswith("_suite") and not any(path.stem.endswith(f"_{s}_suite") for s in SIDES):
+            paths += [derived_path(path, s) for s in SIDES if derived_path(path, s).is_file()]
+    bad = 0
+    for path in dict.fromkeys(paths):
+        try:
+            problems = static_problems(load_suite(path)) + check_derived(path)
+        except SuiteError as exc:
+            problems = [str(exc)]
+        bad += bool(problems)
+        status = "[green]ok[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
+        console.print(f"{path}: {status}")
+        for problem in problems:
+            console.print(f"  - {problem}")
+    overlap = check_overlap(list(dict.fromkeys(paths)))
+    for problem in overlap:
+        console.print(f"[red]overlap:[/red] {problem}")
+    raise typer.Exit(1 if bad or overlap else 0)
+
+
+@suite_app.command("validate")
+def validate(
+    suite: O.SuiteOpt,
+    num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Tasks validated at once (test processes are capped at the core count anyway).")] = 2,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Runs of each side per task (2 catches most flaky tests).")] = 2,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast/--no-fail-fast", help="Let a buggy run stop at its first failing test.")] = True,
+    per_test_timeout: PerTestTimeoutOpt = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="Validate only this task (repeatable).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the per-task results as JSON here.")] = None,
+) -> None:
+    """For every task the buggy version must fail and the reference fix must pass, each run twice; exits 1 if any task is invalid."""
+    import time
+
+    from rich.progress import Progress
+
+    from ..suites.task import SuiteError, load_suite
+    from ..suites.validate import ValidateOptions, static_problems, validate_suite
+
+    try:
+        loaded = load_suite(suite)
+        if task:
+            [loaded.task(t) for t in task]
+    except (SuiteError, KeyError) as exc:
+        _fail(str(exc))
+    problems = static_problems(loaded)
+    if problems:
+        _fail("the suite is broken before any test runs:\n  " + "\n  ".join(problems))
+    options = ValidateOptions(repeats=repeats, num_workers=num_workers, fail_fast=fail_fast,
+                              per_test_timeout=per_test_timeout)
+    started = time.monotonic()
+    with Progress(console=console, transient=True) as progress:
+        job = progress.add_task(f"validating {loaded.suite_id}", total=len(task or loaded.tasks))
+        results = validate_suite(loaded, options, task_ids=task, on_done=lambda r: progress.advance(job))
+    wall = time.monotonic() - started
+    _print_results(loaded.suite_id, results, wall)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({
+            "suite_id": loaded.suite_id, "valid": sum(r.valid for r in results), "total": len(results),
+            "wall_time_s": round(wall, 3), "options": options.__dict__, "tasks": [r.to_dict() for r in results],
+        }, indent=2))
+    raise typer.Exit(0 if all(r.valid for r in results) else 1)
+
+
+def _print_results(suite_id: str, results: list, wall: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"validate {suite_id}")
+    for column in ("task", "valid", "buggy runs", "reference runs", "time", "why"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.task_id, "[green]yes[/green]" if r.valid else "[red]NO[/red]",
+            " / ".join(_short(b) for b in r.buggy), " / ".join(_short(f) for f in r.reference),
+            f"{r.duration_s:.1f}s", r.error or "; ".join(r.problems),
+        )
+    out = Console(width=max(Console().width, 140))
+    out.print(table)
+    valid = sum(r.valid for r in results)
+    out.print(f"{valid}/{len(results)} valid in {wall:.1f}s wall")
+
+
+def _short(report) -> str:
+    if report.run_timed_out:
+        return "killed"
+    verdict = "PASS" if report.ok else "FAIL"
+    extra = f", {report.timeouts} t/o" if report.timeouts else ""
+    return f"{verdict} {report.passed}/{report.total}{extra}"
 
 
 def register(app: typer.Typer) -> None:

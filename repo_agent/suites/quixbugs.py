@@ -2,11 +2,13 @@
 
 One task per `python_programs/NAME.py` that has `python_testcases/test_NAME.py`. The workspace holds only
 what the test needs; `correct_python_programs/NAME.py` is recorded as the reference fix and is never
-copied into a workspace.
+copied into a workspace. Without a local checkout, `fetch_quixbugs` clones the public repository at a
+pinned commit into a cache folder (gitpython), so every machine builds the same 40 tasks.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .task import Suite, TaskSpec, TestSpec
@@ -15,8 +17,51 @@ NOT_TASKS = {"node"}
 TESTCASE_HELPERS = ("load_testdata.py", "node.py")
 
 
+QUIXBUGS_URL = "https://github.com/jkoppel/QuixBugs"
+QUIXBUGS_COMMIT = "4257f44"  # HEAD of 2022-08-29, the snapshot SUITES.md describes
+
+
 class LayoutError(ValueError):
     pass
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "repo-agent"
+
+
+def fetch_quixbugs(cache_dir: Path | None = None, url: str = QUIXBUGS_URL, commit: str = QUIXBUGS_COMMIT) -> Path:
+    """A checkout of QuixBugs at `commit` under the cache folder; cloned once, reused afterwards."""
+    import git  # gitpython; imported here so the CLI starts fast
+
+    target = Path(cache_dir or default_cache_dir()) / "quixbugs"
+    if (target / ".git").is_dir():
+        repo = git.Repo(target)
+        if repo.head.commit.hexsha.startswith(commit):
+            return target
+    else:
+        partial = target.with_name(target.name + ".partial")
+        if partial.exists():
+            import shutil
+            shutil.rmtree(partial)
+        try:
+            git.Repo.clone_from(url, partial, env={"GIT_TERMINAL_PROMPT": "0"})
+        except git.GitCommandError as exc:
+            detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [""]
+            raise FetchError(
+                f"could not clone {url} ({detail[0].strip()}). Offline? Clone QuixBugs elsewhere and pass its "
+                f"folder: repo-agent suite build quixbugs --root /path/to/QuixBugs") from None
+        partial.rename(target)  # only a complete clone takes the final name
+        repo = git.Repo(target)
+    try:
+        repo.git.checkout(commit)
+    except git.GitCommandError:
+        raise FetchError(f"{target} has no commit {commit}; delete the folder to clone again") from None
+    return target
 
 
 def quixbugs_task(root: Path, suite_id: str, name: str, per_test_timeout: float, total_timeout: float) -> TaskSpec:

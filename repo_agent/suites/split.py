@@ -1,0 +1,137 @@
+"""The deterministic train/test split, and the check that derived suites were not edited by hand.
+
+A task's side is a pure function of its id (PROTOCOL.md §4), so adding or removing other tasks never
+moves a task, and every machine derives byte-identical files. A derived suite records its parent (id,
+path relative to the derived file, sha256 of the parent's bytes), the rule, its side and train_pct;
+`check_suite_file` re-derives it from the parent and reports every difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .task import Suite, SuiteError, file_sha256, load_suite, save_suite, suite_bytes
+
+SPLIT_RULE = "int(md5(task_id).hexdigest(), 16) % 100 < train_pct -> train"
+SIDES = ("train", "test")
+
+
+def task_side(task_id: str, train_pct: int) -> str:
+    bucket = int(hashlib.md5(task_id.encode("utf-8")).hexdigest(), 16) % 100
+    return "train" if bucket < train_pct else "test"
+
+
+def derived_path(parent_path: Path, side: str) -> Path:
+    """eval/suites/quixbugs_suite.json -> eval/suites/quixbugs_{side}_suite.json (beside the parent)."""
+    stem = parent_path.stem
+    if stem.endswith("_suite"):
+        stem = stem[: -len("_suite")]
+    return parent_path.with_name(f"{stem}_{side}_suite.json")
+
+
+def derive(parent: Suite, parent_path: Path, side: str, train_pct: int, out_path: Path) -> Suite:
+    """The suite holding the parent's tasks on `side`, each marked with its split."""
+    if parent.derived_from is not None:
+        raise SuiteError(f"{parent_path} is itself a derived suite; split its parent {parent.derived_from.get('path')} instead")
+    tasks = tuple(replace(t, split=side) for t in parent.tasks if task_side(t.task_id, train_pct) == side)
+    parent_rel = Path(os.path.relpath(parent_path.resolve(), out_path.resolve().parent)).as_posix()
+    return replace(
+        parent,
+        suite_id=f"{parent.suite_id}_{side}",
+        tasks=tasks,
+        path=None,
+        derived_from={
+            "suite_id": parent.suite_id,
+            "path": parent_rel,
+            "sha256": file_sha256(parent_path),
+            "rule": SPLIT_RULE,
+            "side": side,
+            "train_pct": train_pct,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    paths: dict[str, Path]
+    counts: dict[str, int]
+
+
+def split_suite_file(parent_path: Path, train_pct: int) -> SplitResult:
+    if not 0 <= train_pct <= 100:
+        raise SuiteError(f"--train-pct must be between 0 and 100, got {train_pct}")
+    parent_path = Path(parent_path)
+    parent = load_suite(parent_path)
+    _reject_duplicate_ids(parent)
+    paths, counts = {}, {}
+    for side in SIDES:
+        out = derived_path(parent_path, side)
+        suite = derive(parent, parent_path, side, train_pct, out)
+        save_suite(suite, out)
+        paths[side], counts[side] = out, len(suite.tasks)
+    return SplitResult(paths=paths, counts=counts)
+
+
+def _reject_duplicate_ids(suite: Suite) -> None:
+    seen: set[str] = set()
+    for task_id in suite.task_ids:
+        if task_id in seen:
+            raise SuiteError(f"suite {suite.suite_id!r} lists task {task_id!r} twice")
+        seen.add(task_id)
+
+
+def check_derived(path: Path) -> list[str]:
+    """Problems found when re-deriving `path` from its parent; empty when the file is exactly right."""
+    path = Path(path)
+    suite = load_suite(path)
+    meta = suite.derived_from
+    if meta is None:
+        return []
+    missing = [k for k in ("path", "sha256", "side", "train_pct") if k not in meta]
+    if missing:
+        return [f"derived_from lacks {', '.join(missing)}"]
+    if meta.get("rule") != SPLIT_RULE:
+        return [f"unknown split rule {meta.get('rule')!r} (expected {SPLIT_RULE!r})"]
+    parent_path = (path.parent / meta["path"]).resolve()
+    if not parent_path.is_file():
+        return [f"parent suite {meta['path']} not found (looked at {parent_path})"]
+    problems = []
+    if file_sha256(parent_path) != meta["sha256"]:
+        problems.append(f"parent {meta['path']} changed since the split (sha256 differs): run `repo-agent suite split` again")
+    expected = derive(load_suite(parent_path), parent_path, meta["side"], int(meta["train_pct"]), path)
+    problems += _compare_tasks(suite, expected)
+    if not problems and suite_bytes(expected, path) != path.read_bytes():
+        problems.append("file differs from what `repo-agent suite split` writes (edited by hand?)")
+    return problems
+
+
+def _compare_tasks(actual: Suite, expected: Suite) -> list[str]:
+    side = expected.derived_from["side"]
+    have = {t.task_id: t for t in actual.tasks}
+    want = {t.task_id: t for t in expected.tasks}
+    problems = [f"task {tid} is not on the {side} side by the rule" for tid in sorted(set(have) - set(want))]
+    problems += [f"task {tid} belongs on the {side} side but is missing" for tid in sorted(set(want) - set(have))]
+    problems += [f"task {tid} differs from its parent record" for tid in sorted(set(have) & set(want)) if have[tid] != want[tid]]
+    if len(have) != len(actual.tasks):
+        problems.append("a task id appears twice")
+    return problems
+
+
+def check_overlap(paths: list[Path]) -> list[str]:
+    """Derived suites of the same parent must not share a task."""
+    owners: dict[tuple[str, str], Path] = {}
+    problems = []
+    for path in paths:
+        suite = load_suite(path)
+        parent = (suite.derived_from or {}).get("suite_id")
+        if parent is None:
+            continue
+        for task_id in suite.task_ids:
+            key = (parent, task_id)
+            if key in owners and owners[key] != path:
+                problems.append(f"task {task_id} is in both {owners[key].name} and {path.name}")
+            owners.setdefault(key, path)
+    return problems

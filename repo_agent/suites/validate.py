@@ -1,0 +1,134 @@
+"""Prove every task of a suite is a real task: the buggy version fails and the reference fix passes.
+
+Each side runs `repeats` times (default 2) to catch flaky tests. Tasks run in parallel threads; the
+test runner itself caps concurrent pytest processes at the core count. A failing buggy run may stop at
+its first failing test (fail_fast) since one failure is all the verdict needs; hanging tests are cut by
+the per-test timeout of the task's TestSpec.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from ..workspace import TestReport, apply_reference, materialize, run_tests
+from .task import Suite, TaskSpec
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    repeats: int = 2
+    num_workers: int = 2
+    fail_fast: bool = True  # buggy runs stop at the first failing test
+    per_test_timeout: float | None = None  # override the tasks' own per-test timeout
+
+
+@dataclass
+class TaskValidation:
+    task_id: str
+    buggy: list[TestReport] = field(default_factory=list)
+    reference: list[TestReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and self.error is None
+
+    @property
+    def duration_s(self) -> float:
+        return sum(r.duration_s for r in self.buggy + self.reference)
+
+    def to_dict(self) -> dict:
+        return {
+            "task_id": self.task_id,
+            "valid": self.valid,
+            "problems": self.problems,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+            "buggy": [r.to_dict() for r in self.buggy],
+            "reference": [r.to_dict() for r in self.reference],
+        }
+
+
+def judge(buggy: list[TestReport], reference: list[TestReport]) -> list[str]:
+    """Why a task is invalid (empty list: valid). Pure, so the rule is testable on its own."""
+    problems = []
+    if any(r.ok for r in buggy):
+        passing = sum(r.ok for r in buggy)
+        kind = "flaky: " if passing < len(buggy) else ""
+        problems.append(f"{kind}buggy version passed {passing}/{len(buggy)} runs")
+    silent = [r for r in buggy if not r.ok and r.total == 0 and not r.run_timed_out]
+    if silent:
+        problems.append(f"buggy run collected no test ({silent[0].summary})")
+    failing = [r for r in reference if not r.ok]
+    if failing:
+        kind = "flaky: " if len(failing) < len(reference) else ""
+        problems.append(f"{kind}reference fix failed {len(failing)}/{len(reference)} runs ({failing[0].summary})")
+    return problems
+
+
+def validate_task(suite: Suite, task: TaskSpec, options: ValidateOptions) -> TaskValidation:
+    if options.per_test_timeout is not None:
+        task = replace(task, test=replace(task.test, per_test_timeout=options.per_test_timeout))
+    result = TaskValidation(task_id=task.task_id)
+    try:
+        for _ in range(options.repeats):
+            result.buggy.append(_run(suite, task, fixed=False, fail_fast=options.fail_fast))
+            result.reference.append(_run(suite, task, fixed=True, fail_fast=False))
+    except Exception as exc:  # a broken task record must not stop the others
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
+    result.problems = judge(result.buggy, result.reference)
+    return result
+
+
+def _run(suite: Suite, task: TaskSpec, fixed: bool, fail_fast: bool) -> TestReport:
+    with materialize(suite, task) as workspace:
+        if fixed:
+            apply_reference(suite, workspace)
+        return run_tests(workspace.root, task.test, fail_fast=fail_fast)
+
+
+def validate_suite(suite: Suite, options: ValidateOptions, task_ids: list[str] | None = None,
+                   on_done: Callable[[TaskValidation], None] | None = None) -> list[TaskValidation]:
+    """Validate the suite's tasks (or the named ones); results come back in suite order."""
+    tasks = [suite.task(t) for t in task_ids] if task_ids else list(suite.tasks)
+    results: dict[str, TaskValidation] = {}
+    with ThreadPoolExecutor(max_workers=max(1, options.num_workers)) as pool:
+        futures = [pool.submit(validate_task, suite, t, options) for t in tasks]
+        for future in as_completed(futures):
+            result = future.result()
+            results[result.task_id] = result
+            if on_done:
+                on_done(result)
+    return [results[t.task_id] for t in tasks]
+
+
+def static_problems(suite: Suite) -> list[str]:
+    """Problems visible without running anything: duplicate ids, missing files, leaked references."""
+    problems, seen = [], set()
+    for task in suite.tasks:
+        if task.task_id in seen:
+            problems.append(f"{task.task_id}: duplicate task id")
+        seen.add(task.task_id)
+        base = (suite.root / task.base).resolve()
+        references = {(suite.root / src).resolve() for _, src in task.reference}
+        for rel in task.files:
+            path = (base / rel).resolve()
+            if not path.exists():
+                problems.append(f"{task.task_id}: workspace file {rel} not found under {base}")
+            elif any(_inside(ref, path) for ref in references):
+                problems.append(f"{task.task_id}: workspace file {rel} holds the reference fix")
+        for ws_path, src in task.reference:
+            if not (suite.root / src).is_file():
+                problems.append(f"{task.task_id}: reference {src} not found under {suite.root}")
+            if ws_path not in task.target_files:
+                problems.append(f"{task.task_id}: reference {ws_path} is not a target file")
+    return problems
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
