@@ -87,7 +87,7 @@ def _print_episode(trace: dict, trace_path: Path) -> None:
     if trace.get("error"):
         table.add_row("error", str(trace["error"]).strip().splitlines()[-1][:200])
     Console().print(table)
-    Console().print(f"trace: {trace_path}")
+    typer.echo(f"trace: {trace_path}")
 
 
 COMMAND_MODULES = ("suite", "evaluate", "data", "finetune", "pipeline")

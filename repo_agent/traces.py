@@ -20,7 +20,7 @@ TRACE_SCHEMA = "repo-agent/trace"
 TRACE_SCHEMA_VERSION = 1
 
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|tgp_v1_[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,})")
-_SECRET_KEY = re.compile(r"(api[_-]?key|authorization|token|secret|password)", re.I)
+_SECRET_KEY = re.compile(r"^(.*api[_-]?key|authorization|(access|auth|bearer|refresh)[_-]?token|.*secret|.*password)$", re.I)
 
 
 def redact(value: Any) -> Any:
