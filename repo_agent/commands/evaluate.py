@@ -1,9 +1,168 @@
-"""Commands of this area are registered here (work in progress)."""
+"""`repo-agent eval` (parallel, resumable rollouts + report) and `repo-agent report show|compare`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+from rich.console import Console
+
+from .. import options as O
+
+report_app = typer.Typer(help="Re-render a run's report from its traces, or compare two runs with confidence intervals.",
+                         no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def evaluate(
+    suite: O.SuiteOpt,
+    trace_dir: Annotated[Path, typer.Option("--trace-dir", help="Run directory: config.json, traces/, results.jsonl, report. Re-running the same command resumes it.")],
+    report: Annotated[Optional[Path], typer.Option("--report", help="Where report.json goes (report.md is written beside it). Default: TRACE_DIR/report.json.")] = None,
+    llm_provider: O.ProviderOpt = "oracle",
+    model: O.ModelOpt = "oracle",
+    base_url: O.BaseUrlOpt = None,
+    api_key_env: O.ApiKeyEnvOpt = None,
+    tool_protocol: O.ToolProtocolOpt = O.AGENT_DEFAULTS.tool_protocol,
+    test_policy: O.TestPolicyOpt = O.AGENT_DEFAULTS.test_policy,
+    max_iters: O.MaxItersOpt = O.AGENT_DEFAULTS.max_iters,
+    loop_policy: O.LoopPolicyOpt = O.AGENT_DEFAULTS.loop_policy,
+    temperature: O.TemperatureOpt = O.SAMPLING_DEFAULTS.temperature,
+    top_p: O.TopPOpt = O.SAMPLING_DEFAULTS.top_p,
+    max_tokens: O.MaxTokensOpt = O.SAMPLING_DEFAULTS.max_tokens,
+    request_timeout: O.TimeoutOpt = 120.0,
+    max_retries: O.RetriesOpt = 4,
+    adapter: O.AdapterOpt = None,
+    seed: O.SeedOpt = 0,
+    rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Episodes per task; > 1 also reports pass@k.")] = 1,
+    num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Rollouts in parallel (threads; test runs are capped at one per core).")] = 4,
+    redo: Annotated[bool, typer.Option("--redo", help="Delete this run's traces and results and start over.")] = False,
+    trained_tasks: Annotated[Optional[Path], typer.Option("--trained-tasks", exists=True, dir_okay=False, help='JSON {"task_ids": [...]} the model was trained on; recorded so `report compare` can warn about overlap.')] = None,
+) -> None:
+    """Run every task of a suite ROLLOUTS times in parallel, then write report.json and report.md.
+
+    Example: repo-agent eval --suite eval/suites/bundled_suite.json --trace-dir runs/oracle --rollouts 2
+    """
+    from ..evaluate.report import build_report, load_run, write_report
+    from ..rollouts import RunConfigMismatch, run_rollouts
+    from ..suites.task import SuiteError, load_suite
+
+    agent = O.agent_config(tool_protocol, test_policy, max_iters, loop_policy)
+    provider = O.provider_config(llm_provider, model, base_url, api_key_env, temperature, top_p, max_tokens,
+                                 request_timeout, max_retries, adapter)
+    try:
+        loaded = load_suite(suite)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    extra: dict[str, Any] = {"command": "eval"}
+    if trained_tasks:
+        extra["trained_tasks_file"] = str(trained_tasks.resolve())
+        extra["trained_task_ids"] = _read_task_ids(trained_tasks)
+    try:
+        result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed,
+                              redo=redo, extra_config=extra)
+    except RunConfigMismatch as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # provider could not be built (no API key, missing script file, ...)
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for problem in result.problems:
+        console.print(f"[yellow]repaired:[/yellow] {problem}")
+    built = build_report(load_run(trace_dir))
+    md_path = write_report(built, report or trace_dir / "report.json")
+    console.print(f"{result.ran} rollouts run, {result.skipped_existing} already finished"
+                  + (f", {result.repaired} repaired" if result.repaired else "") + f" in {result.wall_time_s:.1f}s")
+    print_summary(built)
+    Console().print(f"report: {report or trace_dir / 'report.json'} and {md_path}")
+
+
+def _read_task_ids(path: Path) -> list[str]:
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8")).get("task_ids")
+    except (ValueError, AttributeError) as exc:
+        raise typer.BadParameter(f'{path}: expected JSON {{"task_ids": [...]}} ({exc})') from None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise typer.BadParameter(f'{path}: expected JSON {{"task_ids": [...]}} with string ids')
+    return sorted(ids)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from ..evaluate.report import fmt
+
+    o = report["overall"]
+    table = Table(title=f"{report['model']} on {report['suite_id']}: {report['finished_rollouts']} rollouts, {o['tasks']} tasks")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("pass_rate", *[k for k in o if k.startswith("pass@")], "parse_error_rate", "runs_with_parse_error",
+                 "runs_writing_file", "loop_detections_per_run", "avg_steps", "tokens_in_per_run", "tokens_out_per_run",
+                 "wall_time_s_per_run"):
+        table.add_row(name, fmt(o.get(name)))
+    table.add_row("parse errors", str(o["parse_errors"]))
+    table.add_row("stop reasons", ", ".join(f"{k} {v}" for k, v in o["stop_reasons"].items()) or "-")
+    Console().print(table)
+    for warning in report.get("problems", []):
+        console.print(f"[yellow]skipped:[/yellow] {warning}")
+    if report.get("trained_task_overlap"):
+        console.print(f"[yellow]warning:[/yellow] the model was trained on {len(report['trained_task_overlap'])} evaluated task(s)")
+
+
+@report_app.command("show")
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `repo-agent eval` (or any folder with traces/).", exists=True, file_okay=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="report.json to write (report.md beside it). Default: RUN_DIR/report.json.")] = None,
+) -> None:
+    """Recompute a run's metrics from its traces alone and re-write report.json / report.md."""
+    from ..evaluate.report import RunDirError, build_report, load_run, write_report
+
+    try:
+        built = build_report(load_run(run_dir))
+    except RunDirError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    md_path = write_report(built, out or run_dir / "report.json")
+    print_summary(built)
+    Console().print(f"report: {out or run_dir / 'report.json'} and {md_path}")
+
+
+@report_app.command("compare")
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline run directory.", exists=True, file_okay=False)],
+    candidate: Annotated[Path, typer.Argument(help="Candidate run directory (same suite).", exists=True, file_okay=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for comparison.json, comparison.md, metrics.png, outcomes.png. Default: CANDIDATE/comparison.")] = None,
+    resamples: Annotated[int, typer.Option("--resamples", min=100, help="Paired bootstrap resamples over tasks.")] = 10_000,
+    bootstrap_seed: Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap (results are reproducible).")] = 0,
+) -> None:
+    """Candidate minus baseline for every metric with a 95% paired-bootstrap interval, plus McNemar's exact test
+    for pass rate. Refuses runs of different suites; warns when a model was trained on evaluated tasks."""
+    from rich.table import Table
+
+    from ..evaluate.compare import IncomparableRuns, compare_runs
+    from ..evaluate.report import RunDirError, fmt, load_run, write_comparison
+
+    try:
+        comparison = compare_runs(load_run(baseline), load_run(candidate), resamples=resamples, seed=bootstrap_seed)
+    except (RunDirError, IncomparableRuns) as exc:
+        console.print(f"[red]error:[/red] cannot compare: {exc}")
+        raise typer.Exit(2) from None
+    paths = write_comparison(comparison, out or candidate / "comparison")
+    for warning in comparison["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    table = Table(title=f"{comparison['candidate']['label']} vs {comparison['baseline']['label']} ({comparison['tasks']} tasks)")
+    for column in ("metric", "baseline", "candidate", "difference", "95% CI"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, v in comparison["metrics"].items():
+        interval = "-" if v["ci_low"] is None else f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"
+        diff = "-" if v["difference"] is None else f"{v['difference']:+.3f}"
+        table.add_row(name, fmt(v["baseline"]), fmt(v["candidate"]), diff, interval)
+    Console().print(table)
+    Console().print(comparison["verdict"])
+    Console().print(f"wrote {paths['markdown']}, {paths['json']}, {paths['metrics_plot']}, {paths['outcomes_plot']}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command("eval")(evaluate)
+    app.add_typer(report_app, name="report")

@@ -1,0 +1,168 @@
+"""A local OpenAI-compatible chat-completions server for tests and benchmarks (stdlib only).
+
+    with FakeOpenAIServer(replies=[...], delay_s=0.5) as server:
+        ... --llm-provider openai --base-url {server.base_url} --model fake ...
+
+Replies are chosen per conversation, not per request: the reply for a request is
+`replies[number of assistant messages already in it]` (the last one repeats), so many concurrent
+rollouts each get the same script whatever the interleaving. A reply is a string (the assistant
+content) or a dict with "content" and/or "tool_calls" (OpenAI shape). For anything else pass
+`reply_fn(request_json) -> str | dict`.
+
+Edges worth testing are built in: `delay_s` (fixed latency per request, slept without holding a lock,
+so concurrent requests overlap like a real server), `fail_first` (the first N requests get HTTP
+`fail_status`, e.g. 500 or 429, to exercise client retries) and `requests` (every request body seen,
+for assertions). Token usage is reported as len(text) // 4 + 1, deterministic.
+
+Run it standalone for manual tries or benchmarks:
+    python tests/fake_openai_server.py --port 8765 --delay 0.5 --replies replies.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+ReplyFn = Callable[[dict[str, Any]], "str | dict[str, Any]"]
+
+FINAL_REPLY = '{"type":"final","summary":"done"}'
+
+
+def approx_tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+class FakeOpenAIServer:
+    def __init__(self, replies: list[Any] | None = None, *, delay_s: float = 0.0, reply_fn: ReplyFn | None = None,
+                 fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1", port: int = 0):
+        self.replies = list(replies) if replies else [FINAL_REPLY]
+        self.delay_s = delay_s
+        self.reply_fn = reply_fn
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "FakeOpenAIServer":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def record(self, body: dict[str, Any]) -> int:
+        """Store a request; returns its 0-based number."""
+        with self._lock:
+            self.requests.append(body)
+            return len(self.requests) - 1
+
+    def choose_reply(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.reply_fn is not None:
+            reply = self.reply_fn(body)
+        else:
+            turn = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
+            reply = self.replies[min(turn, len(self.replies) - 1)]
+        return {"content": reply} if isinstance(reply, str) else dict(reply)
+
+
+def completion_body(body: dict[str, Any], reply: dict[str, Any], number: int) -> dict[str, Any]:
+    content = reply.get("content")
+    tool_calls = reply.get("tool_calls")
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    prompt_text = json.dumps(body.get("messages", []))
+    completion_text = (content or "") + (json.dumps(tool_calls) if tool_calls else "")
+    prompt_tokens, completion_tokens = approx_tokens(prompt_text), approx_tokens(completion_text)
+    return {
+        "id": f"chatcmpl-fake-{number}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like a real server
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read stderr
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/models"):
+                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "tests"}]})
+            else:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                self._send(400, {"error": {"message": "request body is not JSON"}})
+                return
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            number = server.record(body)
+            if server.delay_s:
+                time.sleep(server.delay_s)
+            if number < server.fail_first:
+                self._send(server.fail_status, {"error": {"message": f"injected failure {number + 1}/{server.fail_first}"}})
+                return
+            self._send(200, completion_body(body, server.choose_reply(body), number))
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument("--replies", type=Path, help="JSON list of replies (default: always final)")
+    args = parser.parse_args()
+    replies = json.loads(args.replies.read_text(encoding="utf-8")) if args.replies else None
+    server = FakeOpenAIServer(replies, delay_s=args.delay, host=args.host, port=args.port)
+    print(f"serving {server.base_url} (delay {args.delay}s); Ctrl-C stops", flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
