@@ -1,9 +1,276 @@
-"""Commands of this area are registered here (work in progress)."""
+"""`repo-agent sft-extract`, `pairs-extract`, `prefs` and `data check`: traces in, validated JSONL out."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
 import typer
+from rich.console import Console
+
+from .. import options as O
+
+data_app = typer.Typer(help="Check training data files before they are uploaded or trained on.", no_args_is_help=True)
+console = Console(stderr=True)
+
+TraceDirOpt = Annotated[Path, typer.Option("--trace-dir", help="Folder of traces (searched recursively: traces/*.json, *.trace.json).", exists=True, file_okay=False)]
+OutputOpt = Annotated[Path, typer.Option("--output", "--out", "-o", help="JSONL file to write (replaced atomically, only after it passes `data check`).", dir_okay=False)]
+FormatOpt = Annotated[str, typer.Option("--format", help="json: Together chat rows, assistant content is the JSON tool call | native: Together rows with OpenAI tool_calls, tool role and a tools field | trl: TRL prompt/completion (SFT) or prompt/chosen/rejected (pairs), JSON protocol.")]
+SplitSuiteOpt = Annotated[Optional[Path], typer.Option("--split-suite", help="Held-out (test) suite: refuse, exit 3, if any trace comes from one of its tasks.", exists=True, dir_okay=False)]
+SourcesOpt = Annotated[str, typer.Option("--sources", help="Comma-separated pair sources: divergence, validity, loops.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _check_format(fmt: str) -> None:
+    from ..data.export import FORMATS
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def _test_task_ids(split_suite: Path | None) -> frozenset[str]:
+    if split_suite is None:
+        return frozenset()
+    from ..suites.task import SuiteError, load_suite
+
+    try:
+        return frozenset(load_suite(split_suite).task_ids)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _parse_sources(text: str) -> tuple[str, ...]:
+    from ..data.pairs import SOURCES
+
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in chosen if s not in SOURCES]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"--sources takes a comma-separated subset of {', '.join(SOURCES)}, got {text!r}")
+    return chosen
+
+
+class _TraceProgress:
+    """A rich progress bar over the trace files of a folder (transient: the stats table replaces it)."""
+
+    def __init__(self, trace_dir: Path, label: str):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        total = sum(1 for p in Path(trace_dir).rglob("*.json") if not p.name.startswith("."))
+        self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task(label, total=total or None)
+
+    def __enter__(self) -> Callable[[], None]:
+        self.progress.start()
+        return lambda: self.progress.advance(self.task)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+
+def _finish(stats, writers, kind: str, stats_file: Path) -> None:
+    """Validate the temp file, then commit every writer (data first) or discard them all."""
+    from ..data.check import check_file
+
+    data = writers[0]
+    if data.count == 0:
+        for w in writers:
+            w.discard()
+        console.print(stats.table())
+        _fail("no examples survived the filters: nothing written (see the removed rows above)", 1)
+    data.close()
+    report = check_file(data.tmp, kind)
+    stats.check = {**report.to_dict(), "errors": report.errors[:10]}
+    if not report.ok:
+        for w in writers:
+            w.discard()
+        for error in report.errors[:20]:
+            console.print(f"  {error}")
+        _fail(f"the output failed `data check` ({report.error_count} problems; sdk: {report.sdk}); nothing written", 1)
+    for w in writers:
+        w.commit()
+    stats.write(stats_file)
+    Console().print(stats.table())
+    console.print(f"wrote {data.path} ({stats.examples} rows) and {stats_file}")
+
+
+def sft_extract(
+    trace_dir: TraceDirOpt,
+    output: OutputOpt,
+    fmt: FormatOpt = "json",
+    require_success: Annotated[bool, typer.Option("--require-success/--no-require-success", help="Keep only rollouts whose final verdict passed.")] = True,
+    require_valid_tool_ok: Annotated[bool, typer.Option("--require-valid-tool-ok/--no-require-valid-tool-ok", help="Keep only steps whose tool ran without error (unparseable steps are never targets either way).")] = True,
+    skip_loops: Annotated[bool, typer.Option("--skip-loops/--keep-loops", help="Drop steps the loop detector flagged (repeating an action with the same result).")] = True,
+    split_suite: SplitSuiteOpt = None,
+    max_per_task: Annotated[Optional[int], typer.Option("--max-per-task", min=1, help="At most this many examples per task (first in trace order).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Drop (never truncate) examples longer than this many tokens of --tokenizer.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for --max-tokens and token percentiles: a model folder, a cached Hub id, or 'smollm2'.")] = None,
+) -> None:
+    """One training example per agent step: the exact conversation the model saw, then its action.
+
+    Example: repo-agent sft-extract --trace-dir runs/teacher --output runs/sft.jsonl --no-require-success
+    """
+    from ..data.export import file_kind
+    from ..data.sft import SftOptions, SplitLeakError, extract_sft, token_counter_for
+    from ..data.stats import stats_path
+
+    _check_format(fmt)
+    if max_tokens is not None and not tokenizer:
+        raise typer.BadParameter("--max-tokens needs --tokenizer (the length limit is in that tokenizer's tokens)")
+    options = SftOptions(fmt=fmt, require_success=require_success, require_valid_tool_ok=require_valid_tool_ok,
+                         skip_loops=skip_loops, max_per_task=max_per_task, max_tokens=max_tokens,
+                         test_task_ids=_test_task_ids(split_suite))
+    counter = None
+    if tokenizer:
+        try:
+            counter = token_counter_for(tokenizer)
+        except (ValueError, OSError) as exc:
+            _fail(f"cannot load tokenizer {tokenizer!r}: {exc}")
+    try:
+        with _TraceProgress(trace_dir, "sft-extract") as advance:
+            stats, writer = extract_sft(trace_dir, output, options, token_counter=counter, on_trace=advance)
+    except SplitLeakError as exc:
+        _fail(str(exc), 3)
+    _finish(stats, [writer], file_kind(fmt, pairs=False), stats_path(output))
+
+
+def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], test_ids: frozenset[str]) -> None:
+    from ..data.export import file_kind
+    from ..data.pairs import extract_pairs
+    from ..data.sft import SplitLeakError
+    from ..data.stats import meta_path, stats_path
+
+    try:
+        with _TraceProgress(trace_dir, "pairs") as advance:
+            stats, data, meta = extract_pairs(trace_dir, output, meta_path(output), fmt, sources,
+                                              test_task_ids=test_ids, on_trace=advance)
+    except SplitLeakError as exc:
+        _fail(str(exc), 3)
+    _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output))
+
+
+def pairs_extract(
+    trace_dir: TraceDirOpt,
+    output: OutputOpt,
+    fmt: FormatOpt = "json",
+    sources: SourcesOpt = "divergence,validity,loops",
+    split_suite: SplitSuiteOpt = None,
+) -> None:
+    """Mine step-level preference pairs from traces on disk (two next actions from the same state).
+
+    Writes OUT (Together preference rows, or TRL prompt/chosen/rejected with --format trl), OUT's
+    .meta.jsonl sidecar (provenance and why one side won, line by line) and .stats.json.
+
+    Example: repo-agent pairs-extract --trace-dir runs/teacher --out runs/prefs.jsonl --sources validity,loops
+    """
+    _check_format(fmt)
+    _mine(trace_dir, output, fmt, _parse_sources(sources), _test_task_ids(split_suite))
+
+
+def prefs(
+    suite: O.SuiteOpt,
+    trace_dir: Annotated[Path, typer.Option("--trace-dir", help="Run directory for the rollouts; re-running the same command resumes it.")],
+    output: OutputOpt,
+    llm_provider: O.ProviderOpt = "oracle",
+    model: O.ModelOpt = "oracle",
+    base_url: O.BaseUrlOpt = None,
+    api_key_env: O.ApiKeyEnvOpt = None,
+    tool_protocol: O.ToolProtocolOpt = O.AGENT_DEFAULTS.tool_protocol,
+    test_policy: O.TestPolicyOpt = O.AGENT_DEFAULTS.test_policy,
+    max_iters: O.MaxItersOpt = O.AGENT_DEFAULTS.max_iters,
+    loop_policy: O.LoopPolicyOpt = O.AGENT_DEFAULTS.loop_policy,
+    temperature: O.TemperatureOpt = O.SAMPLING_DEFAULTS.temperature,
+    top_p: O.TopPOpt = O.SAMPLING_DEFAULTS.top_p,
+    max_tokens: O.MaxTokensOpt = O.SAMPLING_DEFAULTS.max_tokens,
+    request_timeout: O.TimeoutOpt = 120.0,
+    max_retries: O.RetriesOpt = 4,
+    adapter: O.AdapterOpt = None,
+    seed: O.SeedOpt = 0,
+    rollouts: Annotated[int, typer.Option("--rollouts", min=2, help="Episodes per task (pairs need two or more rollouts of a task).")] = 4,
+    num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Rollouts in parallel.")] = 4,
+    redo: Annotated[bool, typer.Option("--redo", help="Delete this run's traces and start over.")] = False,
+    fmt: FormatOpt = "json",
+    sources: SourcesOpt = "divergence,validity,loops",
+    split_suite: SplitSuiteOpt = None,
+) -> None:
+    """Run ROLLOUTS episodes per task (resumable), then mine preference pairs from them.
+
+    Example: repo-agent prefs --suite eval/suites/bundled_suite.json --rollouts 4 --trace-dir runs/prefs_run --out runs/prefs.jsonl
+    """
+    _check_format(fmt)
+    chosen_sources = _parse_sources(sources)
+    test_ids = _test_task_ids(split_suite)
+    agent = O.agent_config(tool_protocol, test_policy, max_iters, loop_policy)
+    provider = O.provider_config(llm_provider, model, base_url, api_key_env, temperature, top_p, max_tokens,
+                                 request_timeout, max_retries, adapter)
+    try:
+        from ..rollouts import run_rollouts
+    except ImportError:
+        _fail("the rollout engine (repo_agent.rollouts) is not installed in this checkout yet; run the rollouts "
+              "another way and use `repo-agent pairs-extract --trace-dir ...`")
+    from ..suites.task import SuiteError, load_suite
+
+    try:
+        loaded = load_suite(suite)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    leaked = sorted(set(loaded.task_ids) & test_ids)
+    if leaked:
+        _fail(f"{len(leaked)} task(s) of --suite are in the held-out --split-suite (e.g. {leaked[0]}): refusing", 3)
+    try:
+        run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
+    except Exception as exc:  # a config mismatch on resume or a bad provider: say it, don't dump a traceback
+        if type(exc).__name__ in ("RunConfigMismatch",) or isinstance(exc, ValueError):
+            _fail(str(exc))
+        raise
+    _mine(trace_dir, output, fmt, chosen_sources, test_ids)
+
+
+@data_app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="SFT or preference JSONL file.", exists=True, dir_okay=False)],
+    kind: Annotated[str, typer.Option("--kind", help="auto | sft | sft-trl | pref | pref-trl.")] = "auto",
+    sdk: Annotated[bool, typer.Option("--sdk/--no-sdk", help="Also run the together SDK's own file check when it is installed.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Validate a data file against Together's rules and ours; exit 1 if anything is wrong.
+
+    Checks: the shape (jsonschema), roles start with system or user and alternate, the last message is
+    the assistant's, weights are 0/1 with 1 only on assistant turns, one assistant message per preference
+    side, and every trained assistant message is one valid tool call of our protocol.
+
+    Example: repo-agent data check runs/sft.jsonl
+    """
+    from ..data.check import KINDS, check_file
+
+    if kind != "auto" and kind not in KINDS:
+        raise typer.BadParameter(f"--kind must be auto or one of {', '.join(KINDS)}")
+    report = check_file(file, kind, use_sdk=sdk)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"data check {file}", show_header=False)
+        table.add_row("verdict", "[green]OK[/green]" if report.ok else "[red]FAILED[/red]")
+        table.add_row("kind", report.kind)
+        table.add_row("rows", str(report.count))
+        table.add_row("problems", str(report.error_count))
+        table.add_row("together SDK", "not installed" if report.sdk is None else f"{'passed' if report.sdk['is_check_passed'] else 'FAILED'}: {report.sdk['message']}")
+        Console().print(table)
+        for error in report.errors:
+            Console().print(f"  {error}", markup=False)
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("sft-extract")(sft_extract)
+    app.command("pairs-extract")(pairs_extract)
+    app.command("prefs")(prefs)
+    app.add_typer(data_app, name="data")

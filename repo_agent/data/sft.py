@@ -1,0 +1,281 @@
+"""Step-level SFT examples: one per agent step, the exact conversation the model saw, then its action.
+
+The prompt of step k is rebuilt from the trace (`prompt_messages`, then each earlier step's
+`assistant_message` and `result_message`), so it is byte-identical to what the model received. The
+target is NOT the raw reply: it is the canonical render of the parsed action, because a target must
+teach the protocol exactly (no stray whitespace, no key-order noise). Earlier assistant turns stay as
+the model wrote them, parse errors included, because changing them would change the prompt.
+
+When the requested format's protocol differs from the trace's (a JSON-protocol trace exported as
+`native`, or the reverse), the turns are converted: the system prompt becomes that protocol's prompt,
+valid actions become tool calls (or JSON content), tool results keep their text. Parse-error turns keep
+their raw text. The conversion is documented in docs/data.md; it is the only case where a prompt is not
+byte-identical to the trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .. import protocol as P
+from ..traces import TraceProblem, iter_traces
+from .export import AtomicJsonl, dumps_line, sft_exporter
+from .stats import DataStats
+
+TokenCounter = Callable[[list[dict[str, Any]], "list[dict[str, Any]] | None"], int]
+
+
+@dataclass(frozen=True)
+class StepExample:
+    """One training example: `messages[target_index]` is the action to learn, everything before is context."""
+
+    messages: list[dict[str, Any]]
+    target_index: int
+    tools: list[dict[str, Any]] | None
+    task_id: str
+    rollout_id: str
+    step_index: int
+    trace_path: str
+    tool_name: str  # the target's tool, or "final"
+
+    @property
+    def prompt(self) -> list[dict[str, Any]]:
+        return self.messages[: self.target_index]
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return self.messages[self.target_index]
+
+
+@dataclass(frozen=True)
+class SftOptions:
+    fmt: str = "json"  # json | native | trl
+    require_success: bool = True
+    require_valid_tool_ok: bool = True
+    skip_loops: bool = True
+    max_per_task: int | None = None
+    max_tokens: int | None = None
+    test_task_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+class SplitLeakError(ValueError):
+    """A trace comes from a task of the held-out suite: its data must never be trained on."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conversations and targets, rendered in the protocol of the requested format
+
+
+def trace_protocol(trace: dict[str, Any]) -> str:
+    return trace.get("tool_protocol") or (trace.get("agent_config") or {}).get("tool_protocol") or "json"
+
+
+def format_protocol(fmt: str) -> str:
+    return "native" if fmt == "native" else "json"
+
+
+def _arguments(action: P.Action) -> tuple[str, str]:
+    if isinstance(action, P.Final):
+        return "final", json.dumps({"summary": action.summary}, ensure_ascii=False, separators=(",", ":"))
+    return action.name, json.dumps(action.args, ensure_ascii=False, separators=(",", ":"))
+
+
+def _call_id(step: dict[str, Any], index: int, same_protocol: bool) -> str:
+    calls = step.get("raw_tool_calls") or []
+    if same_protocol and calls and isinstance(calls[0], dict) and calls[0].get("id"):
+        return str(calls[0]["id"])
+    return f"call_{index}"
+
+
+def render_target(action: P.Action, protocol: str, call_id: str) -> dict[str, Any]:
+    """The canonical assistant message for a valid action in `protocol`."""
+    if protocol == "native":
+        name, arguments = _arguments(action)
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        return {"role": "assistant", "content": "", "tool_calls": [call]}
+    return {"role": "assistant", "content": P.render_action(action)}
+
+
+def step_action(step: dict[str, Any]) -> P.Action | None:
+    """The step's parsed action, or None for a parse error (or an action a trace stored malformed)."""
+    if step.get("parse_error") or not isinstance(step.get("action"), dict):
+        return None
+    try:
+        return P.action_from_dict(step["action"])
+    except ValueError:
+        return None
+
+
+def step_target(step: dict[str, Any], trace: dict[str, Any], fmt: str) -> dict[str, Any] | None:
+    action = step_action(step)
+    if action is None:
+        return None
+    protocol = format_protocol(fmt)
+    return render_target(action, protocol, _call_id(step, step.get("index", 0), trace_protocol(trace) == protocol))
+
+
+def emitted_message(step: dict[str, Any], trace: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The assistant message as the model emitted it (for the losing side of a validity pair)."""
+    if trace_protocol(trace) == format_protocol(fmt):
+        return dict(step["assistant_message"])
+    return {"role": "assistant", "content": step.get("raw_output") or ""}
+
+
+def _converted_turn(step: dict[str, Any], index: int, protocol: str) -> list[dict[str, Any]]:
+    action = step_action(step)
+    result_text = step["result_message"]["content"]
+    if action is None:
+        return [{"role": "assistant", "content": step.get("raw_output") or ""}, {"role": "user", "content": result_text}]
+    target = render_target(action, protocol, f"call_{index}")
+    if protocol == "native":
+        return [target, {"role": "tool", "tool_call_id": f"call_{index}", "content": result_text}]
+    return [target, {"role": "user", "content": result_text}]
+
+
+def tools_for(trace: dict[str, Any], fmt: str) -> list[dict[str, Any]] | None:
+    if format_protocol(fmt) != "native":
+        return None
+    return trace.get("tools") if trace_protocol(trace) == "native" and trace.get("tools") else P.openai_tools()
+
+
+def iter_states(trace: dict[str, Any], fmt: str) -> Iterator[tuple[int, dict[str, Any], list[dict[str, Any]]]]:
+    """Yield (k, step k, messages the model saw before step k), in the protocol of `fmt`.
+
+    The yielded list is reused and grows after each yield: copy it (`list(...)`) to keep it.
+    """
+    protocol = format_protocol(fmt)
+    same = trace_protocol(trace) == protocol
+    messages = list(trace["prompt_messages"])
+    if not same and messages and messages[0].get("role") == "system":
+        from ..prompts import system_prompt
+
+        messages[0] = {"role": "system", "content": system_prompt(protocol)}
+    for index, step in enumerate(trace["steps"]):
+        yield index, step, messages
+        if step.get("result_message") is None:  # `final` accepted: nothing follows
+            return
+        if same:
+            messages.append(step["assistant_message"])
+            messages.append(step["result_message"])
+        else:
+            messages.extend(_converted_turn(step, index, protocol))
+
+
+def rollout_passed(trace: dict[str, Any]) -> bool:
+    return bool((trace.get("metrics") or {}).get("passed") or (trace.get("verdict") or {}).get("passed_verdict"))
+
+
+def tool_name(step: dict[str, Any]) -> str:
+    action = step.get("action") or {}
+    return action.get("name") or action.get("type") or "?"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Extraction
+
+
+def removal_reason(step: dict[str, Any], passed: bool, options: SftOptions) -> str | None:
+    """Why step `step` is not a target (one reason, checked in a fixed order), or None to keep it."""
+    if step_action(step) is None:
+        return "parse_error"
+    if options.require_success and not passed:
+        return "rollout_failed"
+    if options.require_valid_tool_ok and step.get("tool_ok") is False:
+        return "tool_error"
+    if options.skip_loops and step.get("loop"):
+        return "loop"
+    return None
+
+
+def trace_examples(trace: dict[str, Any], rel_path: str, options: SftOptions, stats: DataStats) -> Iterator[StepExample]:
+    """Every kept step of one trace as a StepExample; removed steps are counted in `stats`."""
+    passed = rollout_passed(trace)
+    tools = tools_for(trace, options.fmt)
+    for index, step, messages in iter_states(trace, options.fmt):
+        stats.steps_seen += 1
+        reason = removal_reason(step, passed, options)
+        if reason:
+            stats.remove(reason)
+            continue
+        target = step_target(step, trace, options.fmt)
+        assert target is not None  # removal_reason filtered parse errors
+        yield StepExample(
+            messages=[*messages, target], target_index=len(messages), tools=tools, task_id=trace["task_id"],
+            rollout_id=str(trace.get("rollout_id") or Path(rel_path).stem), step_index=index, trace_path=rel_path,
+            tool_name=tool_name(step),
+        )
+
+
+def read_traces(trace_dir: Path, stats: DataStats, test_task_ids: frozenset[str] = frozenset()) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Stream (path relative to trace_dir, trace); counts corrupt/unfinished files; refuses held-out tasks."""
+    problems: list[TraceProblem] = []
+    seen_problems = 0
+    for path, trace in iter_traces(trace_dir, problems=problems):
+        seen_problems = stats.absorb_problems(problems, seen_problems)
+        if trace["task_id"] in test_task_ids:
+            raise SplitLeakError(
+                f"{path} comes from task {trace['task_id']!r}, which is in the held-out suite: refusing to build training data from it")
+        stats.rollouts_read += 1
+        stats.tasks.add(trace["task_id"])
+        yield path.relative_to(trace_dir).as_posix(), trace
+    stats.absorb_problems(problems, seen_problems)
+
+
+def extract_sft(trace_dir: Path, output: Path, options: SftOptions, *, token_counter: TokenCounter | None = None,
+                on_trace: Callable[[], None] | None = None) -> tuple[DataStats, AtomicJsonl]:
+    """Stream traces into an uncommitted AtomicJsonl at `output`; the caller validates and commits it."""
+    stats = DataStats(kind="sft", output=str(output), fmt=options.fmt)
+    export = sft_exporter(options.fmt)
+    seen_digests: set[bytes] = set()
+    per_task: dict[str, int] = {}
+    writer = AtomicJsonl(output)
+    try:
+        for rel_path, trace in read_traces(Path(trace_dir), stats, options.test_task_ids):
+            for example in trace_examples(trace, rel_path, options, stats):
+                line = dumps_line(export(example))
+                digest = hashlib.blake2b(line.encode("utf-8"), digest_size=16).digest()
+                if digest in seen_digests:
+                    stats.remove("duplicate")
+                    continue
+                seen_digests.add(digest)
+                tokens = token_counter(example.messages, example.tools) if token_counter else None
+                if options.max_tokens is not None and tokens is not None and tokens > options.max_tokens:
+                    stats.remove("too_long")
+                    continue
+                if options.max_per_task is not None and per_task.get(example.task_id, 0) >= options.max_per_task:
+                    stats.remove("per_task_cap")
+                    continue
+                per_task[example.task_id] = per_task.get(example.task_id, 0) + 1
+                writer.write_line(line)
+                stats.keep(example.task_id, example.tool_name, len(line), tokens)
+            if on_trace:
+                on_trace()
+    except BaseException:
+        writer.discard()
+        raise
+    return stats, writer
+
+
+def token_counter_for(name: str) -> TokenCounter:
+    """Count tokens of a conversation with a named tokenizer (folder, Hub id in cache, or 'smollm2').
+
+    Uses the tokenizer's chat template when it has one (what training will see), else the sum of the
+    message contents.
+    """
+    from ..hf_loading import load_tokenizer
+
+    tokenizer = load_tokenizer(name)
+
+    def count(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+        if getattr(tokenizer, "chat_template", None):
+            ids = tokenizer.apply_chat_template(messages, tools=tools, tokenize=True)
+            if hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            return len(ids)
+        return sum(len(tokenizer.encode(m.get("content") or "", add_special_tokens=False)) for m in messages)
+
+    return count
