@@ -1,0 +1,3 @@
+def second_largest(xs):
+    values = sorted(set(xs))
+    return values[-2]
