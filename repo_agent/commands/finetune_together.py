@@ -78,6 +78,11 @@ def together_command(
     record = _load_record(run_dir)
     if record and record.job_id:
         _refuse_if_different(record, request, sha, run_dir)
+        if record.status in T.TERMINAL:  # a finished run is a no-op: report it, start nothing
+            _print_summary(record, run_dir)
+            if record.status in T.FAILED:
+                console.print("this job ended without a model; pick another --out to start a new one")
+            raise typer.Exit(0 if record.status in T.SUCCEEDED else 1)
         console.print(f"{run_dir} already holds job [bold]{record.job_id}[/bold]: resuming it, nothing is uploaded again")
         client = _client(base_url or record.base_url, api_key_env, max_retries, request_timeout, model)
     else:

@@ -103,13 +103,9 @@ class DatasetCheck:
     checkers: list[str] = field(default_factory=list)  # which checks actually ran
 
 
-def _method_of_kind(kind: str | None) -> str | None:
-    lowered = (kind or "").lower()
-    if "sft" in lowered:
-        return "sft"
-    if any(word in lowered for word in ("pair", "pref", "dpo")):
-        return "dpo"
-    return None
+# The row kinds repo_agent.data.check reports that Together accepts, per training method (TRL-shaped
+# rows, "sft-trl" and "pref-trl", are for local training only).
+TOGETHER_KINDS = {"sft": "sft", "dpo": "pref"}
 
 
 def check_dataset(path: Path, training_method: str) -> DatasetCheck:
@@ -117,17 +113,19 @@ def check_dataset(path: Path, training_method: str) -> DatasetCheck:
     result = DatasetCheck(ok=True)
     try:
         from ..data.check import check_file as project_check
-    except ImportError:
+    except ImportError:  # the data module is optional for this path; the SDK check still runs
         project_check = None
     if project_check is not None:
         report = project_check(path, "auto")
         result.checkers.append("repo_agent.data.check")
-        result.kind, result.count = getattr(report, "kind", None), getattr(report, "count", None)
-        if not report.ok:
-            result.reasons.extend(str(e) for e in report.errors)
-        expected = _method_of_kind(result.kind)
-        if report.ok and expected and expected != training_method:
-            result.reasons.append(f"the file holds {result.kind} rows but --training-method is {training_method}")
+        result.kind, result.count = report.kind, report.count
+        result.reasons.extend(str(e) for e in report.errors)
+        hidden = getattr(report, "error_count", len(report.errors)) - len(report.errors)
+        if hidden > 0:
+            result.reasons.append(f"... and {hidden} more problems (run `repo-agent data check {path}`)")
+        wanted = TOGETHER_KINDS.get(training_method)
+        if not report.errors and wanted and report.kind != wanted:
+            result.reasons.append(f"--training-method {training_method} needs {wanted!r} rows in Together's format; the file holds {report.kind!r} rows")
 
     from together.lib import check_file as sdk_check
 
@@ -228,8 +226,14 @@ def _plain(model: Any) -> dict[str, Any]:
 
 
 def upload_dataset(client: Any, path: Path) -> dict[str, Any]:
-    """Redirect + PUT + preprocess, done by the SDK. We ran both checkers already, hence check=False."""
-    return _plain(client.files.upload(path, purpose="fine-tune", check=False))
+    """Redirect + PUT + preprocess, done by the SDK. We ran both checkers already, hence check=False.
+
+    The SDK's upload drops the server's validation report; for a refused file we fetch it, since it is
+    the only place that says why."""
+    uploaded = _plain(client.files.upload(path, purpose="fine-tune", check=False))
+    if uploaded.get("processing_status") in REJECTED_FILE_STATES:
+        uploaded = {**uploaded, **_plain(client.files.retrieve(uploaded["id"]))}
+    return uploaded
 
 
 def create_job(client: Any, request: TogetherJobRequest, file_id: str) -> dict[str, Any]:
