@@ -60,7 +60,8 @@ class _TraceProgress:
     def __init__(self, trace_dir: Path, label: str):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        total = sum(1 for p in Path(trace_dir).rglob("*.json") if not p.name.startswith("."))
+        total = sum(1 for p in Path(trace_dir).rglob("*.json")
+                    if not p.name.startswith(".") and (p.parent.name == "traces" or p.name.endswith(".trace.json")))
         self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                  console=console, transient=True)
         self.task = self.progress.add_task(label, total=total or None)
@@ -113,11 +114,14 @@ def sft_extract(
 ) -> None:
     """One training example per agent step: the exact conversation the model saw, then its action.
 
+    Writes OUTPUT, OUTPUT's .meta.jsonl sidecar (task, rollout, step and trace of each row, line by line)
+    and .stats.json (what was read, kept and removed, and why).
+
     Example: repo-agent sft-extract --trace-dir runs/teacher --output runs/sft.jsonl --no-require-success
     """
     from ..data.export import file_kind
     from ..data.sft import SftOptions, SplitLeakError, extract_sft, token_counter_for
-    from ..data.stats import stats_path
+    from ..data.stats import meta_path, stats_path
 
     _check_format(fmt)
     if max_tokens is not None and not tokenizer:
@@ -133,10 +137,11 @@ def sft_extract(
             _fail(f"cannot load tokenizer {tokenizer!r}: {exc}")
     try:
         with _TraceProgress(trace_dir, "sft-extract") as advance:
-            stats, writer = extract_sft(trace_dir, output, options, token_counter=counter, on_trace=advance)
+            stats, data, meta = extract_sft(trace_dir, output, meta_path(output), options, token_counter=counter,
+                                            on_trace=advance)
     except SplitLeakError as exc:
         _fail(str(exc), 3)
-    _finish(stats, [writer], file_kind(fmt, pairs=False), stats_path(output))
+    _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
 
 
 def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], test_ids: frozenset[str]) -> None:
@@ -224,10 +229,8 @@ def prefs(
         _fail(f"{len(leaked)} task(s) of --suite are in the held-out --split-suite (e.g. {leaked[0]}): refusing", 3)
     try:
         run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
-    except Exception as exc:  # a config mismatch on resume or a bad provider: say it, don't dump a traceback
-        if type(exc).__name__ in ("RunConfigMismatch",) or isinstance(exc, ValueError):
-            _fail(str(exc))
-        raise
+    except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
+        _fail(str(exc))
     _mine(trace_dir, output, fmt, chosen_sources, test_ids)
 
 

@@ -10,6 +10,7 @@ with equal h(k) shared the state; where their step-k outputs differ a pair may b
 - loops: both valid, one repeated itself (the loop detector fired), the other did not; progress wins.
 - divergence: both valid, neither looping: the better rollout's action wins: passed beats failed,
   then fewer remaining steps; a tie gives no pair.
+A winner is always a valid, non-looping action; two bad outputs never make a pair.
 
 Several rollouts may take the same action at a state: the action is represented by the best rollout
 that took it (passed first, then fewest remaining steps), so each distinct (chosen, rejected) appears
@@ -126,13 +127,18 @@ class PairPlan:
 
 
 def judge(a: Side, b: Side, k: int) -> tuple[str, Side, Side, str] | str:
-    """(source, winner, loser, reason), or the reason no pair is made."""
+    """(source, winner, loser, reason), or the reason no pair is made. A winner is always a valid call
+    that did not loop: a repeated action never wins, not even against a parse error."""
     a_ok, b_ok = a.step.kind == "valid", b.step.kind == "valid"
     if not a_ok and not b_ok:
         return "both_invalid"
     if a_ok != b_ok:
         win, lose = (a, b) if a_ok else (b, a)
+        if win.step.loop:
+            return "both_bad"
         return "validity", win, lose, f"a valid {win.step.detail} call beats a {lose.step.kind} ({lose.step.detail})"
+    if a.step.loop and b.step.loop:
+        return "both_bad"
     if bool(a.step.loop) != bool(b.step.loop):
         win, lose = (b, a) if a.step.loop else (a, b)
         return "loops", win, lose, f"{win.step.detail} made progress where the other side repeated itself ({lose.step.loop})"

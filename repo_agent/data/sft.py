@@ -225,14 +225,21 @@ def read_traces(trace_dir: Path, stats: DataStats, test_task_ids: frozenset[str]
     stats.absorb_problems(problems, seen_problems)
 
 
-def extract_sft(trace_dir: Path, output: Path, options: SftOptions, *, token_counter: TokenCounter | None = None,
-                on_trace: Callable[[], None] | None = None) -> tuple[DataStats, AtomicJsonl]:
-    """Stream traces into an uncommitted AtomicJsonl at `output`; the caller validates and commits it."""
+def provenance(example: StepExample) -> dict[str, Any]:
+    """The sidecar record of one row: where its example came from."""
+    return {"task_id": example.task_id, "rollout_id": example.rollout_id, "step_index": example.step_index,
+            "trace": example.trace_path, "tool": example.tool_name}
+
+
+def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOptions, *,
+                token_counter: TokenCounter | None = None, on_trace: Callable[[], None] | None = None,
+                ) -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
+    """Stream traces into uncommitted writers (rows, provenance sidecar); the caller validates and commits."""
     stats = DataStats(kind="sft", output=str(output), fmt=options.fmt)
     export = sft_exporter(options.fmt)
     seen_digests: set[bytes] = set()
     per_task: dict[str, int] = {}
-    writer = AtomicJsonl(output)
+    writer, meta = AtomicJsonl(output), AtomicJsonl(meta_output)
     try:
         for rel_path, trace in read_traces(Path(trace_dir), stats, options.test_task_ids):
             for example in trace_examples(trace, rel_path, options, stats):
@@ -251,13 +258,15 @@ def extract_sft(trace_dir: Path, output: Path, options: SftOptions, *, token_cou
                     continue
                 per_task[example.task_id] = per_task.get(example.task_id, 0) + 1
                 writer.write_line(line)
+                meta.write({"row": writer.count - 1, **provenance(example)})
                 stats.keep(example.task_id, example.tool_name, len(line), tokens)
             if on_trace:
                 on_trace()
     except BaseException:
         writer.discard()
+        meta.discard()
         raise
-    return stats, writer
+    return stats, writer, meta
 
 
 def token_counter_for(name: str) -> TokenCounter:

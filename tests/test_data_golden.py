@@ -1,0 +1,141 @@
+"""Golden files: a deterministic trace set (oracle + scripted episodes, run for real) always gives the
+same bytes, and every example's prompt is exactly what the model saw at that step.
+
+Regenerate the golden files after an intended format change with:
+    REPO_AGENT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_data_golden.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from repo_agent.traces import conversation_at, read_trace
+from test_data_helpers import golden_fixture, read_jsonl
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("REPO_AGENT_UPDATE_GOLDEN") == "1"
+ALL_STEPS = ("--no-require-success", "--no-require-valid-tool-ok", "--keep-loops")
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    trace_dir = tmp_path_factory.mktemp("golden_traces")
+    return trace_dir, golden_fixture(trace_dir)
+
+
+def extract(cli, kind: str, fmt: str, trace_dir: Path, out: Path, *extra: str):
+    command = "sft-extract" if kind == "sft" else "pairs-extract"
+    flags = ALL_STEPS if kind == "sft" else ()
+    result = cli(command, "--trace-dir", trace_dir, "--output", out, "--format", fmt, *flags, *extra)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("kind,fmt", [("sft", "json"), ("sft", "native"), ("sft", "trl"), ("pairs", "json"), ("pairs", "trl")])
+def test_outputs_match_golden_files_byte_for_byte(cli, fixture, tmp_path, kind, fmt):
+    trace_dir, _ = fixture
+    first = extract(cli, kind, fmt, trace_dir, tmp_path / "a" / f"{kind}.jsonl")
+    second = extract(cli, kind, fmt, trace_dir, tmp_path / "b" / f"{kind}.jsonl")
+    assert first.read_bytes() == second.read_bytes()
+    meta = first.with_name(f"{kind}.meta.jsonl")
+    assert meta.read_bytes() == second.with_name(f"{kind}.meta.jsonl").read_bytes()
+    for produced, golden in ((first, GOLDEN / f"{kind}_{fmt}.jsonl"), (meta, GOLDEN / f"{kind}_{fmt}.meta.jsonl")):
+        if UPDATE:
+            GOLDEN.mkdir(exist_ok=True)
+            golden.write_bytes(produced.read_bytes())
+        assert golden.exists(), f"missing golden file {golden}; run with REPO_AGENT_UPDATE_GOLDEN=1"
+        assert produced.read_bytes() == golden.read_bytes(), f"{produced.name} differs from {golden}"
+
+
+def test_every_sft_prompt_is_what_the_model_saw(cli, fixture, tmp_path):
+    trace_dir, built = fixture
+    out = extract(cli, "sft", "json", trace_dir, tmp_path / "sft.jsonl")
+    rows, meta = read_jsonl(out), read_jsonl(out.with_name("sft.meta.jsonl"))
+    assert len(rows) == len(meta) > 0
+    seen_by_rollout = {trace["rollout_id"]: model.seen for trace, model in built["bad"].values()}
+    compared_with_seen = 0
+    for row, where in zip(rows, meta):
+        trace = read_trace(trace_dir / where["trace"])
+        k = where["step_index"]
+        prompt = [{key: v for key, v in m.items() if key != "weight"} for m in row["messages"][:-1]]
+        assert prompt == conversation_at(trace, k)
+        assert json.dumps(prompt, ensure_ascii=False) == json.dumps(conversation_at(trace, k), ensure_ascii=False)
+        if where["rollout_id"] in seen_by_rollout:
+            assert prompt == seen_by_rollout[where["rollout_id"]][k]
+            compared_with_seen += 1
+        # the target is the canonical action of that step, never a parse error
+        step = trace["steps"][k]
+        assert step["parse_error"] is None
+        assert json.loads(row["messages"][-1]["content"]) == step["action"]
+        assert [m["weight"] for m in row["messages"]] == [0] * (len(row["messages"]) - 1) + [1]
+    assert compared_with_seen >= 6
+    # the prompt of a later step keeps an earlier parse error exactly as the model wrote it
+    prose = [r for r, w in zip(rows, meta) if w["rollout_id"] == "gcd__prose_then_fix" and w["step_index"] >= 1]
+    assert prose and all(r["messages"][2]["content"] == "Let me look at the code first." for r in prose)
+
+
+def test_default_filters_count_what_they_remove(cli, fixture, tmp_path):
+    trace_dir, built = fixture
+    out = tmp_path / "sft.jsonl"
+    result = cli("sft-extract", "--trace-dir", trace_dir, "--output", out)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(out.with_name("sft.stats.json").read_text())
+    traces = [read_trace(p) for p in sorted((trace_dir / "traces").glob("*.json"))]
+    parse_errors = sum(1 for t in traces for s in t["steps"] if s["parse_error"])
+    failed_valid = sum(1 for t in traces if not t["metrics"]["passed"] for s in t["steps"] if not s["parse_error"])
+    tool_errors_in_passed = sum(1 for t in traces if t["metrics"]["passed"] for s in t["steps"] if s["tool_ok"] is False)
+    assert parse_errors == 2 and failed_valid > 0 and tool_errors_in_passed == 1
+    assert stats["removed"]["parse_error"] == parse_errors
+    assert stats["removed"]["rollout_failed"] == failed_valid
+    assert stats["removed"]["tool_error"] == tool_errors_in_passed
+    assert stats["rollouts_read"] == len(traces) == 7
+    assert stats["steps_seen"] == sum(len(t["steps"]) for t in traces)
+    assert stats["examples"] + sum(stats["removed"].values()) == stats["steps_seen"]
+    assert stats["check"]["ok"] is True
+    passed_ids = {t["rollout_id"] for t in traces if t["metrics"]["passed"]}
+    assert {m["rollout_id"] for m in read_jsonl(out.with_name("sft.meta.jsonl"))} <= passed_ids
+
+
+def test_pairs_come_from_one_state_and_all_three_sources(cli, fixture, tmp_path):
+    trace_dir, _ = fixture
+    out = extract(cli, "pairs", "json", trace_dir, tmp_path / "pairs.jsonl")
+    rows, meta = read_jsonl(out), read_jsonl(out.with_name("pairs.meta.jsonl"))
+    assert len(rows) == len(meta)
+    assert {m["source"] for m in meta} == {"divergence", "validity", "loops"}
+    for row, m in zip(rows, meta):
+        k = m["step_index"]
+        chosen_trace = read_trace(trace_dir / m["chosen"]["trace"])
+        rejected_trace = read_trace(trace_dir / m["rejected"]["trace"])
+        # both sides saw exactly this conversation
+        assert row["input"]["messages"] == conversation_at(chosen_trace, k) == conversation_at(rejected_trace, k)
+        chosen_step, rejected_step = chosen_trace["steps"][k], rejected_trace["steps"][k]
+        assert chosen_step["parse_error"] is None and not chosen_step["loop"] and chosen_step["tool_ok"] is not False
+        assert json.loads(row["preferred_output"][0]["content"]) == chosen_step["action"]
+        assert row["preferred_output"] != row["non_preferred_output"]
+        if m["source"] == "validity":
+            assert rejected_step["parse_error"] or rejected_step["tool_ok"] is False
+            if rejected_step["parse_error"]:  # the loser is shown exactly as the model wrote it
+                assert row["non_preferred_output"][0]["content"] == rejected_step["raw_output"]
+        elif m["source"] == "loops":
+            assert rejected_step["loop"] == "repeat" and m["rejected"]["rollout_id"] == "gcd__loops"
+        else:
+            assert (m["chosen"]["passed"], -m["chosen"]["remaining_steps"]) > (m["rejected"]["passed"], -m["rejected"]["remaining_steps"])
+    kinds = {m["rejected"]["kind"] for m in meta if m["source"] == "validity"}
+    assert kinds == {"parse_error", "tool_error"}
+
+
+def test_sources_are_selectable_and_counted(cli, fixture, tmp_path):
+    trace_dir, _ = fixture
+    out = extract(cli, "pairs", "json", trace_dir, tmp_path / "p.jsonl", "--sources", "loops")
+    meta = read_jsonl(out.with_name("p.meta.jsonl"))
+    stats = json.loads(out.with_name("p.stats.json").read_text())
+    assert {m["source"] for m in meta} == {"loops"}
+    assert stats["pairs_by_source"] == {"loops": len(meta)}
+    assert stats["removed"]["source_not_selected:validity"] > 0
+    assert stats["removed"]["source_not_selected:divergence"] > 0
+    bad = cli("pairs-extract", "--trace-dir", trace_dir, "--output", tmp_path / "x.jsonl", "--sources", "vibes")
+    assert bad.exit_code != 0 and not (tmp_path / "x.jsonl").exists()
