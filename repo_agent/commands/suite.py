@@ -21,7 +21,7 @@ PerTestTimeoutOpt = Annotated[Optional[float], typer.Option("--per-test-timeout"
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -33,6 +33,7 @@ def build_quixbugs(
     per_test_timeout: PerTestTimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
     repo_url: Annotated[str, typer.Option("--repo-url", help="Where to clone QuixBugs from when --root is not given (a mirror works).")] = "https://github.com/jkoppel/QuixBugs",
+    commit: Annotated[str, typer.Option("--commit", help="Commit of the clone (the pinned 2022-08-29 snapshot has the 40 tasks).")] = "4257f44",
 ) -> None:
     """One task per buggy program that has a test file; reference fixes never enter a workspace."""
     from ..suites.quixbugs import FetchError, LayoutError, build_quixbugs_suite, fetch_quixbugs
@@ -41,7 +42,7 @@ def build_quixbugs(
     try:
         if root is None:
             console.print(f"no --root: using a clone of {repo_url} in the cache folder")
-            root = fetch_quixbugs(cache_dir, url=repo_url)
+            root = fetch_quixbugs(cache_dir, url=repo_url, commit=commit)
         elif not root.is_dir():
             _fail(f"--root {root} is not a folder")
         suite = build_quixbugs_suite(root, suite_id=suite_id, per_test_timeout=per_test_timeout or 5.0)
@@ -86,9 +87,9 @@ def build_bugsinpy(
     except FileNotFoundError as exc:
         _fail(str(exc))
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     for skip in result.skipped:
-        console.print(f"[yellow]skipped[/yellow] {skip.task_id}: {skip.reason}")
+        console.print(f"[yellow]skipped[/yellow] {skip.task_id}: {skip.reason}", soft_wrap=True)
     if not result.suite.tasks:
         _fail("no bug could be built", code=1)
     save_suite(result.suite, out)
@@ -136,10 +137,10 @@ def check(
         status = "[green]ok[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
         console.print(f"{path}: {status}")
         for problem in problems:
-            console.print(f"  - {problem}")
+            console.print(f"  - {problem}", soft_wrap=True)
     overlap = check_overlap(list(dict.fromkeys(paths)))
     for problem in overlap:
-        console.print(f"[red]overlap:[/red] {problem}")
+        console.print(f"[red]overlap:[/red] {problem}", soft_wrap=True)
     raise typer.Exit(1 if bad or overlap else 0)
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .bugsinpy_records import BugDefect, BugRecord, bug_ids, patch_changes, read_bug, read_project_info, test_node_ids
-from .quixbugs import default_cache_dir
+from .bugsinpy_records import BugDefect, BugRecord, bug_ids, patch_changes, read_bug, read_project_info, run_test_node_ids
+from .quixbugs import default_cache_dir, git_error_line
 from .task import Suite, TaskSpec, TestSpec
 from .venvs import VenvError, ensure_venv, find_interpreter, parse_requirements
 
@@ -103,7 +103,7 @@ def open_repo(project: str, url: str, repos_dir: Path | None, work: Path):
         git.Repo.clone_from(url, target.with_name(project + ".partial"), env={"GIT_TERMINAL_PROMPT": "0"})
     except git.GitCommandError as exc:
         shutil.rmtree(target.with_name(project + ".partial"), ignore_errors=True)
-        raise BugDefect(f"could not clone {url} (offline?); clone it yourself and pass --repos-dir: {str(exc).strip().splitlines()[-1]}") from None
+        raise BugDefect(f"could not clone {url} ({git_error_line(exc)}). Offline? Clone it yourself and pass --repos-dir") from None
     target.with_name(project + ".partial").rename(target)
     return git.Repo(target)
 
@@ -120,10 +120,14 @@ def build_task(repo, bug: BugRecord, work: Path, task_id: str, options: BuildOpt
     stamp_path = bug_dir / "snapshot.json"
     if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp):
         shutil.rmtree(bug_dir, ignore_errors=True)
-        snapshot(repo, bug, buggy)
-        write_reference(buggy, fixed, bug.patch, [c.path for c in changes])
+        try:
+            snapshot(repo, bug, buggy)
+            write_reference(buggy, fixed, bug.patch, [c.path for c in changes])
+        except BaseException:
+            shutil.rmtree(bug_dir, ignore_errors=True)  # no half-made snapshot is ever reused
+            raise
         stamp_path.write_text(json.dumps(stamp, indent=1))
-    node_ids = test_node_ids(bug.run_test, lambda rel: (buggy / rel).is_file())
+    node_ids = run_test_node_ids(bug.run_test, lambda rel: (buggy / rel).is_file())
     notes, python = [], None
     requirements = parse_requirements(bug.requirements)
     if requirements.skipped:
@@ -199,7 +203,7 @@ def write_reference(buggy: Path, fixed: Path, patch: str, paths: list[str]) -> N
         proc = subprocess.run(["git", "apply", "--whitespace=nowarn", str(Path(tmp) / "fix.patch")],
                               cwd=scratch, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise BugDefect(f"bug_patch.txt does not apply to the buggy commit: {proc.stderr.strip().splitlines()[:1]}")
+            raise BugDefect(f"bug_patch.txt does not apply to the buggy commit: {' | '.join(proc.stderr.strip().splitlines()[:2])}")
         for rel in paths:
             (fixed / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(scratch / rel, fixed / rel)

@@ -121,7 +121,7 @@ _PYTEST = ({"pytest", "py.test"}, {("-m", "pytest")})
 _FLAGS = re.compile(r"^(-q|-qq|-v|-vv|-s|-x|-rA|-ra|--tb=\w+|--disable-warnings|-p\s*no:\w+|--capture=\w+)$")
 
 
-def test_node_ids(run_test: str, exists: "callable[[str], bool]") -> tuple[str, ...]:
+def run_test_node_ids(run_test: str, exists: "callable[[str], bool]") -> tuple[str, ...]:
     """pytest node ids for the test commands of run_test.sh (pytest node ids, `python -m unittest a.b.C.t`).
 
     `exists(rel_path)` tells whether a file exists in the buggy workspace; unittest dotted names are

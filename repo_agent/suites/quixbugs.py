@@ -34,6 +34,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "repo-agent"
 
 
+def git_error_line(exc: Exception) -> str:
+    """The line of a git failure that says what went wrong (`fatal: unable to access ...`)."""
+    text = str(getattr(exc, "stderr", "") or exc)
+    lines = [l.strip(" '\"") for l in text.splitlines() if l.strip(" '\"")]
+    fatal = [l for l in lines if l.startswith(("fatal:", "error:"))]
+    return (fatal or lines or ["git failed"])[-1]
+
+
 def fetch_quixbugs(cache_dir: Path | None = None, url: str = QUIXBUGS_URL, commit: str = QUIXBUGS_COMMIT) -> Path:
     """A checkout of QuixBugs at `commit` under the cache folder; cloned once, reused afterwards."""
     import git  # gitpython; imported here so the CLI starts fast
@@ -51,9 +59,8 @@ def fetch_quixbugs(cache_dir: Path | None = None, url: str = QUIXBUGS_URL, commi
         try:
             git.Repo.clone_from(url, partial, env={"GIT_TERMINAL_PROMPT": "0"})
         except git.GitCommandError as exc:
-            detail = (exc.stderr or str(exc)).strip().splitlines()[-1:] or [""]
             raise FetchError(
-                f"could not clone {url} ({detail[0].strip()}). Offline? Clone QuixBugs elsewhere and pass its "
+                f"could not clone {url} ({git_error_line(exc)}). Offline? Clone QuixBugs elsewhere and pass its "
                 f"folder: repo-agent suite build quixbugs --root /path/to/QuixBugs") from None
         partial.rename(target)  # only a complete clone takes the final name
         repo = git.Repo(target)

@@ -77,7 +77,8 @@ def find_interpreter(wanted: str, pythons_dir: Path | None = None) -> Interprete
     """The installed Python closest to `wanted` (e.g. "3.7.0" -> ~/.pyenv/versions/3.7.16)."""
     major_minor = ".".join(wanted.strip().split(".")[:2])
     root = pythons_dir or default_pythons_dir()
-    candidates = sorted(root.glob(f"{major_minor}.*/bin/python{major_minor}")) if root.is_dir() else []
+    found = root.glob(f"{major_minor}.*/bin/python{major_minor}") if root.is_dir() else []
+    candidates = sorted(found, key=lambda p: _version_key(p.parent.parent.name))
     exact = [c for c in candidates if c.parent.parent.name == wanted.strip()]
     chosen = (exact or candidates[-1:] or [None])[0]
     if chosen is not None:
@@ -85,6 +86,10 @@ def find_interpreter(wanted: str, pythons_dir: Path | None = None) -> Interprete
     current = f"{sys.version_info.major}.{sys.version_info.minor}"
     return Interpreter(path=sys.executable, version=current,
                        warning=f"Python {major_minor} not found under {root}; using the current Python {current}")
+
+
+def _version_key(name: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))
 
 
 @dataclass
