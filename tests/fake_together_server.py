@@ -47,7 +47,7 @@ class FakeState:
     job_plan: tuple[str, ...] = SUCCESS_PLAN
     failure_message: str = "Training failed: CUDA out of memory at step 2"
     file_processing_status: str = "COMPLETED"  # what preprocess reports; INVALID_FORMAT simulates a server-side reject
-    chat_replies: list[str] = field(default_factory=list)
+    chat_replies: list[Any] = field(default_factory=list)  # str = content; dict = a native function call
     chat_failures: int = 0  # this many chat requests answer 429 before any succeeds
     requests: list[Recorded] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -259,12 +259,18 @@ class _Handler(BaseHTTPRequestHandler):
             if state.chat_failures > 0:
                 state.chat_failures -= 1
                 return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}}, {"retry-after-ms": "20"})
-            content = state.chat_replies.pop(0) if state.chat_replies else '{"type":"final","summary":"no more scripted replies"}'
+            reply = state.chat_replies.pop(0) if state.chat_replies else '{"type":"final","summary":"no more scripted replies"}'
         prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages", []))
+        if isinstance(reply, dict):  # a native function call: {"name": ..., "arguments": {...}}
+            call = {"id": self.fake.new_id("call"), "type": "function", "index": 0,
+                    "function": {"name": reply["name"], "arguments": json.dumps(reply["arguments"])}}
+            message, finish, content = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls", json.dumps(call)
+        else:
+            message, finish, content = {"role": "assistant", "content": reply}, "stop", reply
         self._send(200, {
             "id": self.fake.new_id("chat"), "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"), "prompt": [],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}],
             "usage": {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(content) // 4,
                       "total_tokens": prompt_chars // 4 + len(content) // 4},
         })

@@ -76,6 +76,24 @@ def test_episode_fixes_the_task_through_a_rate_limit(fake, tmp_path):
     assert SECRET not in completed.stdout + completed.stderr + json.dumps(trace)
 
 
+def test_native_function_calling_episode(fake, tmp_path):
+    suite = load_suite(SUITE)
+    (path, fixed), = suite.reference_text(suite.task("gcd")).items()
+    fake.state.chat_replies = [
+        {"name": "write_file", "arguments": {"rel_path": path, "content": fixed}},
+        {"name": "final", "arguments": {"summary": "Fixed the recursive call."}},
+    ]
+
+    completed = _run(fake, tmp_path, "--tool-protocol", "native")
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    trace = _trace(tmp_path)
+    assert trace["tool_protocol"] == "native" and trace["metrics"]["passed"] is True
+    assert [s["action"]["name"] if s["action"].get("type") == "tool_call" else "final" for s in trace["steps"]] == ["write_file", "final"]
+    chats = [r for r in fake.state.requests if r.path == "/v1/chat/completions"]
+    assert {t["function"]["name"] for t in chats[0].body["tools"]} >= {"list_files", "read_file", "grep", "write_file"}
+
+
 def test_retries_are_bounded_and_the_final_failure_is_recorded(fake, tmp_path):
     fake.state.chat_failures = 10
 
