@@ -170,6 +170,8 @@ def prepare_run_dir(trace_dir: Path, config: dict[str, Any], redo: bool) -> None
     elif (trace_dir / RESULTS_FILE).exists() or (trace_dir / TRACES_DIR).exists():
         raise RunConfigMismatch(f"{trace_dir} has rollouts but no {CONFIG_FILE}; use --redo to start over")
     (trace_dir / TRACES_DIR).mkdir(exist_ok=True)
+    for stale in [*trace_dir.glob(".*.tmp"), *(trace_dir / TRACES_DIR).glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)  # half-written temp files of a killed run (the real files are intact)
     atomic_write_json(config_path, config)
 
 
