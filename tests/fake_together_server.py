@@ -49,6 +49,7 @@ class FakeState:
     file_processing_status: str = "COMPLETED"  # what preprocess reports; INVALID_FORMAT simulates a server-side reject
     chat_replies: list[Any] = field(default_factory=list)  # str = content; dict = a native function call
     chat_failures: int = 0  # this many chat requests answer 429 before any succeeds
+    fail_next: dict[str, int] = field(default_factory=dict)  # "POST /v1/fine-tunes" -> answer 500 this many times
     requests: list[Recorded] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     uploads: dict[str, bytes] = field(default_factory=dict)
@@ -135,6 +136,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(body if not isinstance(body, bytes) else f"<{len(body)} bytes>")
         if not (self.headers.get("Authorization") or "").startswith("Bearer ") and not path.startswith("/upload/"):
             return self._send(401, {"error": {"message": "missing API key"}})
+        failing = f"{self.command} {path}"
+        with self.fake.state.lock:
+            inject = self.fake.state.fail_next.get(failing, 0) > 0
+            if inject:
+                self.fake.state.fail_next[failing] -= 1
+        if inject:  # like a careless proxy, the error echoes the request's credentials
+            return self._send(500, {"error": {"message": f"internal error; request had {self.headers.get('Authorization')}"}})
         for method, pattern, name in _ROUTES:
             match = re.fullmatch(pattern, path)
             if method == self.command and match:

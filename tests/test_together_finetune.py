@@ -174,6 +174,25 @@ def test_without_watch_the_job_is_recorded_and_a_rerun_resumes_it_without_paying
     assert len(_posts(fake, "/v1/fine-tunes")) == 1
 
 
+def test_a_run_that_crashed_after_the_upload_resumes_with_the_same_file(fake, tmp_path):
+    dataset, out = _sft_file(tmp_path), tmp_path / "run"
+    fake.state.fail_next["POST /v1/fine-tunes"] = 1
+
+    crashed = _together(fake, dataset, out, "--max-retries", "0")
+
+    assert crashed.exit_code == 1, crashed.output
+    assert "InternalServerError" in crashed.output
+    assert SECRET not in crashed.output and "***" in crashed.output  # the echoed key is redacted
+    assert _record(out)["file_id"] and _record(out)["job_id"] is None
+
+    resumed = _together(fake, dataset, out, "--max-retries", "0", "--watch")
+
+    assert resumed.exit_code == 0, resumed.output
+    assert len(_posts(fake, "/v1/files")) == 1
+    assert _posts(fake, "/v1/fine-tunes")[-1].body["training_file"] == _record(out)["file_id"]
+    assert _record(out)["status"] == "completed"
+
+
 def test_status_prints_status_and_events_by_job_id_and_by_run_folder(fake, tmp_path):
     out = tmp_path / "run"
     assert _together(fake, _sft_file(tmp_path), out).exit_code == 0

@@ -172,7 +172,7 @@ def _start_job(client: Any, request: Any, record: Any, run_dir: Path, dataset: P
             job = T.create_job(client, request, record.file_id)
     except together.TogetherError as exc:
         T.save_record(run_dir, record)
-        _fail([_redacted(exc, api_key_env)], code=1)
+        _fail([_redacted(exc, api_key_env), f"re-run with the same --out {run_dir} to resume; a finished upload is reused"], code=1)
     except ValueError as exc:  # the SDK's own parameter checks (batch size, LoRA rank, ...)
         _fail([f"Together refused the job parameters: {exc}"], code=2)
     record.absorb(job)
