@@ -262,6 +262,12 @@ def test_file_refused_by_the_server_after_upload_creates_no_job(fake, tmp_path):
     assert _posts(fake, "/v1/fine-tunes") == []
     assert _record(out)["file_status"] == "INVALID_FORMAT" and _record(out)["job_id"] is None
 
+    fake.state.file_processing_status = "COMPLETED"  # a refused upload is never reused: the rerun uploads again
+    again = _together(fake, _sft_file(tmp_path), out)
+    assert again.exit_code == 0, again.output
+    assert len(_posts(fake, "/v1/files")) == 2
+    assert _posts(fake, "/v1/fine-tunes")[0].body["training_file"] == _record(out)["file_id"] != "file-0001-fake"
+
 
 def test_user_script_is_a_thin_shell_over_the_same_command(fake, tmp_path):
     out = tmp_path / "run"

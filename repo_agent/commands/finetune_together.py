@@ -91,7 +91,7 @@ def together_command(
             _fail([f"{dataset} was refused, nothing was uploaded ({', '.join(check.checkers)}):", *check.reasons], code=2)
         console.print(f"{dataset}: checks passed ({', '.join(check.checkers)})" + (f", {check.count} {check.kind} rows" if check.count else ""))
         client = _client(base_url, api_key_env, max_retries, request_timeout, model)
-        if record is None or record.dataset_sha256 != sha:
+        if record is None or record.dataset_sha256 != sha or record.file_status in T.REJECTED_FILE_STATES:
             record = T.JobRecord(request=asdict(request), dataset_sha256=sha, base_url=base_url)
         record.request = asdict(request)
         record = _start_job(client, request, record, run_dir, dataset, api_key_env)
