@@ -270,14 +270,21 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
 
 
 def token_counter_for(name: str) -> TokenCounter:
-    """Count tokens of a conversation with a named tokenizer (folder, Hub id in cache, or 'smollm2').
+    """Count tokens of a conversation with a named tokenizer: a tokenizer or model folder, a Hub id
+    already in the local cache, or 'smollm2' (the embedded model).
 
     Uses the tokenizer's chat template when it has one (what training will see), else the sum of the
     message contents.
     """
-    from ..hf_loading import load_tokenizer
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not (folder / "config.json").exists():  # a tokenizer-only folder is enough here
+        from transformers import AutoTokenizer
 
-    tokenizer = load_tokenizer(name)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    else:
+        from ..hf_loading import load_tokenizer
+
+        tokenizer = load_tokenizer(name)
 
     def count(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
         if getattr(tokenizer, "chat_template", None):
