@@ -9,6 +9,7 @@ pinned commit into a cache folder (gitpython), so every machine builds the same 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from .task import Suite, TaskSpec, TestSpec
@@ -51,11 +52,11 @@ def fetch_quixbugs(cache_dir: Path | None = None, url: str = QUIXBUGS_URL, commi
         repo = git.Repo(target)
         if repo.head.commit.hexsha.startswith(commit):
             return target
+    elif target.exists():
+        raise FetchError(f"{target} exists but is not a git clone; remove it or pass --root")
     else:
         partial = target.with_name(target.name + ".partial")
-        if partial.exists():
-            import shutil
-            shutil.rmtree(partial)
+        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted clone
         try:
             git.Repo.clone_from(url, partial, env={"GIT_TERMINAL_PROMPT": "0"})
         except git.GitCommandError as exc:
