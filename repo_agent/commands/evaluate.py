@@ -13,7 +13,7 @@ from .. import options as O
 
 report_app = typer.Typer(help="Re-render a run's report from its traces, or compare two runs with confidence intervals.",
                          no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole (grep-able, copy-pasteable)
 
 
 def evaluate(
