@@ -111,6 +111,25 @@ def test_successful_job_is_uploaded_created_watched_and_recorded(fake, tmp_path)
     assert all(SECRET not in p.read_text() for p in out.rglob("*") if p.is_file())
 
 
+def test_trained_task_ids_come_from_the_provenance_sidecar(fake, tmp_path):
+    dataset = _sft_file(tmp_path)
+    sidecar = tmp_path / "sft.meta.jsonl"
+    sidecar.write_text("".join(json.dumps({"task_id": t, "step_index": i}) + "\n"
+                               for i, t in enumerate(["bundled/gcd", "bundled/gcd", "bundled/bitcount"])))
+
+    result = _together(fake, dataset, tmp_path / "run")
+
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "run" / "trained_tasks.json").read_text())
+    assert written["task_ids"] == ["bundled/bitcount", "bundled/gcd"]
+    assert _record(tmp_path / "run")["trained_tasks_file"] == str(tmp_path / "run" / "trained_tasks.json")
+
+    sidecar.write_text(json.dumps({"task_id": "bundled/gcd"}) + "\n")  # stale: 1 line for 3 rows
+    stale = _together(fake, dataset, tmp_path / "run2")
+    assert stale.exit_code == 0, stale.output
+    assert not (tmp_path / "run2" / "trained_tasks.json").exists() and "cannot flag leakage" in stale.output
+
+
 def test_rejected_file_is_refused_with_reasons_and_nothing_is_uploaded(fake, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good_line = _sft_file(tmp_path).read_text().splitlines()[0]

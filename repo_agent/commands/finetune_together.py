@@ -94,6 +94,7 @@ def together_command(
         if record is None or record.dataset_sha256 != sha or record.file_status in T.REJECTED_FILE_STATES:
             record = T.JobRecord(request=asdict(request), dataset_sha256=sha, base_url=base_url)
         record.request = asdict(request)
+        record.trained_tasks_file = _write_trained_tasks(dataset, run_dir)
         record = _start_job(client, request, record, run_dir, dataset, api_key_env)
     if not watch:
         _print_summary(record, run_dir)
@@ -181,6 +182,18 @@ def _start_job(client: Any, request: Any, record: Any, run_dir: Path, dataset: P
     return record
 
 
+def _write_trained_tasks(dataset: Path, run_dir: Path) -> str | None:
+    from ..train import together as T
+
+    task_ids = T.trained_task_ids(dataset)
+    if task_ids is None:
+        console.print(f"note: no matching provenance sidecar ({T.provenance_sidecar(dataset).name}), so the trained task ids are unknown and eval cannot flag leakage")
+        return None
+    path = T.save_trained_tasks(run_dir, task_ids, T.provenance_sidecar(dataset))
+    console.print(f"trained on {len(task_ids)} tasks: {path} (give it to eval as --trained-tasks)")
+    return str(path)
+
+
 def _watch(client: Any, record: Any, run_dir: Path | None, poll_interval: float, api_key_env: str | None) -> int:
     """Follow the job with a progress display; record every change; 0 only if it completed."""
     import together
@@ -222,6 +235,9 @@ def _watch(client: Any, record: Any, run_dir: Path | None, poll_interval: float,
     if run_dir:
         T.save_record(run_dir, record)
     _print_summary(record, run_dir)
+    if record.status in T.SUCCEEDED and record.output_model:
+        leakage = f" --trained-tasks {record.trained_tasks_file}" if record.trained_tasks_file else ""
+        console.print(f"evaluate it: repo-agent eval --suite SUITE --trace-dir DIR --llm-provider together --model {record.output_model}{leakage}")
     return 0 if record.status in T.SUCCEEDED else 1
 
 

@@ -138,6 +138,30 @@ def check_dataset(path: Path, training_method: str) -> DatasetCheck:
     return result
 
 
+def provenance_sidecar(dataset: Path) -> Path:
+    """Where sft-extract / pairs-extract put the provenance of each row: `x.jsonl` -> `x.meta.jsonl`."""
+    return dataset.with_name(f"{dataset.stem}.meta.jsonl")
+
+
+def trained_task_ids(dataset: Path) -> list[str] | None:
+    """The task ids the dataset's rows came from, read from its provenance sidecar (one line per row).
+
+    None when there is no sidecar or it does not match the file line for line (stale): a wrong list
+    would be worse than none, since eval uses it to flag train/test leakage."""
+    sidecar = provenance_sidecar(dataset)
+    if not sidecar.is_file():
+        return None
+    rows = sum(1 for line in dataset.open(encoding="utf-8") if line.strip())
+    ids: list[str] = []
+    try:
+        for line in sidecar.open(encoding="utf-8"):
+            if line.strip():
+                ids.append(str(json.loads(line)["task_id"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return sorted(set(ids)) if len(ids) == rows else None
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -155,6 +179,7 @@ class JobRecord:
     request: dict[str, Any]
     dataset_sha256: str
     base_url: str | None = None
+    trained_tasks_file: str | None = None  # trained_tasks.json beside the record, for eval's leakage check
     file_id: str | None = None
     file_status: str | None = None
     job_id: str | None = None
@@ -206,6 +231,14 @@ def load_record(run_dir: Path) -> JobRecord | None:
         return JobRecord(**data)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path} is not a readable job record ({exc}); move it away or pick another --out") from None
+
+
+def save_trained_tasks(run_dir: Path, task_ids: list[str], source: Path) -> Path:
+    """RUN_DIR/trained_tasks.json = {"task_ids": [...]}: the shape `eval --trained-tasks` reads."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "trained_tasks.json"
+    path.write_text(json.dumps({"task_ids": task_ids, "source": str(source)}, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def save_record(run_dir: Path, record: JobRecord) -> Path:
