@@ -130,6 +130,25 @@ def test_trained_task_ids_come_from_the_provenance_sidecar(fake, tmp_path):
     assert not (tmp_path / "run2" / "trained_tasks.json").exists() and "cannot flag leakage" in stale.output
 
 
+def test_real_sft_extract_output_goes_through_unchanged(fake, tmp_path):
+    """The whole hosted path from teacher traces: oracle rollouts -> sft-extract -> finetune together."""
+    runner, traces = CliRunner(), tmp_path / "teacher"
+    for task in ("gcd", "bitcount"):
+        rolled = runner.invoke(app, ["run", "--suite", str(ROOT / "eval/suites/bundled_suite.json"), "--task", task,
+                                     "--trace-dir", str(traces)])
+        assert rolled.exit_code == 0, rolled.output
+    dataset = tmp_path / "sft.jsonl"
+    extracted = runner.invoke(app, ["sft-extract", "--trace-dir", str(traces), "--out", str(dataset)])
+    assert extracted.exit_code == 0, extracted.output
+
+    result = _together(fake, dataset, tmp_path / "run", "--watch")
+
+    assert result.exit_code == 0, result.output
+    assert fake.state.uploads[_record(tmp_path / "run")["file_id"]] == dataset.read_bytes()
+    trained = json.loads((tmp_path / "run" / "trained_tasks.json").read_text())["task_ids"]
+    assert trained == ["bundled/bitcount", "bundled/gcd"]
+
+
 def test_rejected_file_is_refused_with_reasons_and_nothing_is_uploaded(fake, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good_line = _sft_file(tmp_path).read_text().splitlines()[0]
