@@ -116,7 +116,7 @@ def check_dataset(path: Path, training_method: str) -> DatasetCheck:
     except ImportError:  # the data module is optional for this path; the SDK check still runs
         project_check = None
     if project_check is not None:
-        report = project_check(path, "auto")
+        report = project_check(path, "auto", use_sdk=False)  # the SDK check runs once, below
         result.checkers.append("repo_agent.data.check")
         result.kind, result.count = report.kind, report.count
         result.reasons.extend(str(e) for e in report.errors)
