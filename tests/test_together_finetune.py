@@ -248,6 +248,29 @@ def test_status_prints_status_and_events_by_job_id_and_by_run_folder(fake, tmp_p
     assert unknown.exit_code == 1 and "NotFound" in unknown.output
 
 
+def test_ctrl_c_stops_watching_but_not_the_job(fake, tmp_path):
+    import os
+    import signal
+    import time
+
+    fake.state.job_plan = ("queued",) + ("running",) * 100_000  # never ends while we watch
+    out = tmp_path / "run"
+    assert _together(fake, _sft_file(tmp_path), out).exit_code == 0
+    watcher = subprocess.Popen([str(ROOT / ".venv" / "bin" / "repo-agent"), "finetune", "status", str(out), "--watch",
+                                "--poll-interval", "0.05", "--base-url", fake.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    deadline = time.monotonic() + 60
+    while _record(out)["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    watcher.send_signal(signal.SIGINT)
+    output, _ = watcher.communicate(timeout=60)
+
+    assert watcher.returncode == 130, output
+    assert "keeps running" in output
+    assert _record(out)["status"] == "running"
+    assert not [r for r in fake.state.requests if "cancel" in r.path]
+
+
 def test_dpo_job_sends_the_method_and_beta(fake, tmp_path):
     out = tmp_path / "run"
     result = _invoke(fake, "together", "--dataset", str(_pairs_file(tmp_path)), "--model", "meta-llama/X",
