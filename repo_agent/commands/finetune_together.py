@@ -231,6 +231,7 @@ def _watch(client: Any, record: Any, run_dir: Path | None, poll_interval: float,
         except together.TogetherError as exc:
             progress.stop()
             _print_error(_redacted(exc, api_key_env))
+            console.print(f"the job itself may still be running; resume watching: repo-agent finetune status {run_dir or record.job_id} --watch")
             return 1
     if run_dir:
         T.save_record(run_dir, record)
