@@ -1,0 +1,362 @@
+"""The `local` provider: generation with transformers in this process, with dynamic batching.
+
+One loaded model is shared by every rollout of the process (cached by model folder + adapter + dtype).
+`complete()` may be called from many threads at once: a background worker gathers the requests that
+arrive within a short window into ONE batched `generate` (left padding), so 8 concurrent rollouts cost
+little more than one on a CPU, where decoding is bound by reading the weights, not by arithmetic.
+
+Each reply stops as soon as its first JSON object is complete (brace depth tracked outside strings),
+at an end-of-turn token, or at `max_tokens`. Sampling uses the Gumbel-max trick with one random
+generator per request, so a sampled reply depends on (seed, call number) only, never on which other
+requests happened to share its batch; temperature 0 is greedy.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import ModelReply, ProviderConfig
+
+DEFAULT_BATCH_WINDOW_S = 0.05  # how long the worker waits for company once a request arrived
+DEFAULT_MAX_BATCH = 16
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # stop (JSON complete or end of turn) | length
+    batch_size: int
+
+
+class JsonObjectScanner:
+    """Follows generated text character by character; `complete` once the first top-level JSON object
+    closes. Quotes only count inside the object, so prose like "don't" before it cannot confuse it."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+        self.complete = False
+
+    def feed(self, text: str) -> bool:
+        for char in text:
+            if self.complete:
+                break
+            if self.depth == 0:
+                if char == "{":
+                    self.depth = 1
+            elif self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif char == "\\":
+                    self.escaped = True
+                elif char == '"':
+                    self.in_string = False
+            elif char == '"':
+                self.in_string = True
+            elif char == "{":
+                self.depth += 1
+            elif char == "}":
+                self.depth -= 1
+                self.complete = self.depth == 0
+        return self.complete
+
+
+def _stopping_criteria(tokenizer: Any, limits: list[int], prompt_len: int) -> Any:
+    import torch
+    from transformers import StoppingCriteria
+
+    class JsonComplete(StoppingCriteria):
+        """Per row: done when its JSON object closed or its own token limit is reached. Records the
+        length at which each row finished so padding after it is not counted or decoded."""
+
+        def __init__(self) -> None:
+            self.scanners = [JsonObjectScanner() for _ in limits]
+            self.finished_at: list[int | None] = [None] * len(limits)
+            self.pieces: dict[int, str] = {}
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            generated = input_ids.shape[1] - prompt_len
+            done = []
+            for row, scanner in enumerate(self.scanners):
+                if self.finished_at[row] is None:
+                    token = int(input_ids[row, -1])
+                    if token not in self.pieces:
+                        self.pieces[token] = tokenizer.decode([token])
+                    if scanner.feed(self.pieces[token]) or generated >= limits[row]:
+                        self.finished_at[row] = generated
+                done.append(self.finished_at[row] is not None)
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return JsonComplete()
+
+
+def _seeded_sampler(requests: list[GenerationRequest], device: Any) -> Any:
+    import torch
+    from transformers import LogitsProcessor
+
+    class GumbelSampler(LogitsProcessor):
+        """Turns greedy decoding into sampling for rows with temperature > 0: argmax(logits/T + Gumbel
+        noise) is a sample of softmax(logits/T). Top-p removes the tail first."""
+
+        def __init__(self) -> None:
+            self.generators = []
+            for request in requests:
+                generator = torch.Generator(device=device)
+                generator.manual_seed(request.seed)
+                self.generators.append(generator)
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            scores = scores.clone()
+            for row, request in enumerate(requests):
+                if request.temperature <= 0:
+                    continue
+                logits = scores[row].float() / request.temperature
+                if request.top_p < 1.0:
+                    ordered, order = torch.sort(logits, descending=True)
+                    cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+                    drop = cumulative - torch.softmax(ordered, dim=-1) >= request.top_p  # keep the token that crosses top_p
+                    logits[order[drop]] = float("-inf")
+                uniform = torch.rand(logits.shape, generator=self.generators[row], device=logits.device)
+                exponential = torch.log(uniform.clamp_min(1e-20)).neg().clamp_min(1e-20)
+                gumbel = torch.log(exponential).neg()
+                scores[row] = (logits + gumbel).to(scores.dtype)
+            return scores
+
+    return GumbelSampler()
+
+
+class BatchingEngine:
+    """Owns one model + tokenizer and a worker thread that runs batched generation."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, window_s: float = DEFAULT_BATCH_WINDOW_S,
+                 max_batch: int = DEFAULT_MAX_BATCH):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.batch_sizes: list[int] = []  # one entry per generate call: what batching achieved
+        self._queue: queue.Queue[GenerationRequest] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="repo-agent-local-batching", daemon=True)
+        self._thread.start()
+
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def submit(self, request: GenerationRequest) -> Future:
+        self._queue.put(request)
+        return request.future
+
+    def _work(self) -> None:
+        while True:
+            batch = self._gather()
+            try:
+                results = self.generate(batch)
+            except Exception as exc:  # one bad batch must not kill the worker or hang the callers
+                for request in batch:
+                    request.future.set_exception(exc)
+                continue
+            for request, result in zip(batch, results):
+                request.future.set_result(result)
+
+    def _gather(self) -> list[GenerationRequest]:
+        batch = [self._queue.get()]
+        deadline = time.monotonic() + self.window_s
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def generate(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        tokenizer, model = self.tokenizer, self.model
+        padded = tokenizer.pad({"input_ids": [r.prompt_ids for r in batch]}, padding=True, return_tensors="pt")
+        input_ids = padded["input_ids"].to(model.device)
+        attention_mask = padded["attention_mask"].to(model.device)
+        prompt_len = input_ids.shape[1]
+        limits = [r.max_new_tokens for r in batch]
+        stop = _stopping_criteria(tokenizer, limits, prompt_len)
+        processors = LogitsProcessorList()
+        if any(r.temperature > 0 for r in batch):
+            processors.append(_seeded_sampler(batch, model.device))
+        eos_ids = _end_of_turn_ids(model, tokenizer)
+        config = GenerationConfig(max_new_tokens=max(limits), do_sample=False, num_beams=1, repetition_penalty=1.0,
+                                  eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+        with torch.inference_mode():
+            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                    logits_processor=processors, stopping_criteria=StoppingCriteriaList([stop]))
+        self.batch_sizes.append(len(batch))
+        results = []
+        for row, request in enumerate(batch):
+            tokens = output[row, prompt_len:].tolist()
+            length = stop.finished_at[row] if stop.finished_at[row] is not None else len(tokens)
+            tokens = tokens[:length]
+            ended = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
+            if ended is not None:
+                tokens = tokens[: ended + 1]
+            json_done = stop.scanners[row].complete
+            finish = "stop" if json_done or ended is not None else "length"
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            results.append(GenerationResult(text, len(request.prompt_ids), len(tokens), finish, len(batch)))
+        return results
+
+
+def _end_of_turn_ids(model: Any, tokenizer: Any) -> list[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)
+
+
+_ENGINES: dict[tuple[str, str | None, str], BatchingEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(model_name: str, adapter: str | None = None) -> BatchingEngine:
+    """The process-wide engine for (model, adapter, dtype); loads the model on first use."""
+    from ..hf_loading import device_settings, load_model, load_tokenizer, resolve_model
+
+    folder = str(resolve_model(model_name).resolve())
+    dtype = str(device_settings()["dtype"])
+    key = (folder, str(adapter) if adapter else None, dtype)
+    with _ENGINES_LOCK:  # held while loading: concurrent rollouts must not load the weights twice
+        if key not in _ENGINES:
+            _quiet_loading()
+            tokenizer = load_tokenizer(folder, padding_side="left")
+            _ENGINES[key] = BatchingEngine(load_model(folder, adapter), tokenizer)
+        return _ENGINES[key]
+
+
+def _quiet_loading() -> None:
+    """Rollouts draw their own progress; the per-tensor loading bar and PEFT's deprecation note about
+    gradient checkpointing (which generation never uses) would only clutter it."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+class LocalModel:
+    """One rollout's view of the shared engine. Call k of a rollout samples with seed (seed, k)."""
+
+    def __init__(self, config: ProviderConfig, seed: int):
+        self.config = config
+        self.seed = seed
+        self.calls = 0
+        self.engine = get_engine(config.model, config.adapter)
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
+        started = time.monotonic()
+        sampling = self.config.sampling
+        try:
+            prompt_ids = self._prompt_ids(messages, tools)
+        except Exception as exc:
+            return ModelReply(content="", error=f"chat template failed: {type(exc).__name__}: {exc}")
+        limit = self.engine.context_length
+        if limit and len(prompt_ids) + 1 > limit:
+            return ModelReply(content="", prompt_tokens=len(prompt_ids), latency_s=time.monotonic() - started,
+                              error=f"prompt of {len(prompt_ids)} tokens exceeds the model's context of {limit} tokens")
+        max_new = min(sampling.max_tokens, limit - len(prompt_ids)) if limit else sampling.max_tokens
+        request = GenerationRequest(prompt_ids, max_new, sampling.temperature, sampling.top_p,
+                                    seed=(self.seed * 1_000_003 + self.calls) % (2**63))
+        self.calls += 1
+        try:
+            result: GenerationResult = self.engine.submit(request).result()
+        except Exception as exc:
+            return ModelReply(content="", latency_s=time.monotonic() - started, error=f"local generation failed: {type(exc).__name__}: {exc}")
+        reply = ModelReply(content=result.text, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                           latency_s=time.monotonic() - started, finish_reason=result.finish_reason)
+        if tools:
+            reply.tool_calls = parse_text_tool_calls(result.text)
+        return reply
+
+    def _prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+        tokenizer = self.engine.tokenizer
+        chat = [_template_message(m) for m in messages]
+        kwargs: dict[str, Any] = {}
+        if tools:
+            if template_supports_tools(tokenizer):
+                kwargs["tools"] = tools
+            else:
+                chat = _tools_in_system_message(chat, tools)
+        encoded = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True, **kwargs)
+        return list(encoded["input_ids"])
+
+
+def template_supports_tools(tokenizer: Any) -> bool:
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else json.dumps(tokenizer.chat_template)
+    return bool(template) and "tools" in template
+
+
+def _template_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Chat templates (Qwen's among them) expect tool-call arguments as a mapping, not a JSON string."""
+    if not message.get("tool_calls"):
+        return message
+    calls = []
+    for call in message["tool_calls"]:
+        function = dict(call.get("function") or {})
+        try:
+            function["arguments"] = json.loads(function.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            pass
+        calls.append({**call, "function": function})
+    return {**message, "tool_calls": calls}
+
+
+def _tools_in_system_message(chat: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fallback for templates without tool support: describe the functions in the system message and
+    ask for the Hermes-style <tool_call> block that parse_text_tool_calls reads."""
+    listing = "\n".join(json.dumps(t["function"], separators=(",", ":")) for t in tools)
+    note = ("You can call these functions:\n" + listing + "\nCall one per turn as "
+            '<tool_call>{"name": NAME, "arguments": {...}}</tool_call>')
+    if chat and chat[0]["role"] == "system":
+        return [{**chat[0], "content": f"{chat[0]['content']}\n\n{note}"}, *chat[1:]]
+    return [{"role": "system", "content": note}, *chat]
+
+
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)
+
+
+def parse_text_tool_calls(text: str) -> list[dict[str, Any]] | None:
+    """OpenAI-shaped tool calls from generated text: Hermes/Qwen `<tool_call>{...}</tool_call>` blocks or
+    one bare {"name": ..., "arguments": ...} object. None when there is none (a parse error upstream)."""
+    candidates = _TOOL_CALL_BLOCK.findall(text) or [text.strip()]
+    calls = []
+    for index, raw in enumerate(candidates):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
+            arguments = obj.get("arguments", obj.get("parameters", {}))
+            calls.append({"id": f"call_{index}", "type": "function",
+                          "function": {"name": obj["name"], "arguments": json.dumps(arguments)}})
+    return calls or None

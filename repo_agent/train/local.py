@@ -1,0 +1,230 @@
+"""Local LoRA fine-tuning with TRL + PEFT: SFT (SFTTrainer) and DPO (DPOTrainer), CPU or GPU.
+
+TRL's own config objects (SFTConfig / DPOConfig) are built here and serialized as they are into the
+output folder; only the defaults that are wrong for LoRA on a CPU are overridden (bf16 and gradient
+checkpointing off, a LoRA-sized learning rate, a log record every step).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import common as C
+
+
+class RunFolderError(ValueError):
+    """OUTPUT holds something this run must not overwrite or resume."""
+
+
+@dataclass
+class TrainOutcome:
+    output: Path
+    skipped: bool  # already trained with the same settings: nothing was done
+    steps: int
+    train_loss: float | None
+    runtime_s: float
+    train_tokens: int
+    examples: int
+    dropped: int
+    task_ids: list[str] | None
+    resumed_from: str | None
+
+
+def _settings(config: C.LocalTrainConfig, dataset_sha: str) -> dict[str, Any]:
+    """What makes two runs the same run (for resume and for the 'already done' check)."""
+    settings = config.to_dict()
+    for key in ("extra", "output", "report_to", "save_steps"):
+        settings.pop(key)
+    settings["dataset_sha256"] = dataset_sha
+    return settings
+
+
+def _previous(output: Path) -> dict[str, Any] | None:
+    import json
+
+    path = output / C.CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def _load_for_training(config: C.LocalTrainConfig) -> tuple[Any, Any]:
+    from ..hf_loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(config.model, padding_side="right")
+    # no device_map: the Trainer (and `accelerate launch`) places the model, one copy per process
+    model = load_model(config.model, device_map=None)
+    if config.from_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.from_adapter, is_trainable=True)
+    return model, tokenizer
+
+
+def _token_counter(tokenizer: Any):
+    def count(messages: list[dict[str, Any]], tools: Any) -> int:
+        encoded = tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True)
+        return len(encoded["input_ids"])
+
+    return count
+
+
+def _trl_args(config: C.LocalTrainConfig, max_length: int) -> Any:
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    common = dict(
+        output_dir=str(Path(config.output) / C.CHECKPOINTS),
+        num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        seed=config.seed, data_seed=config.seed, report_to=[] if config.report_to == "none" else config.report_to.split(","),
+        logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=1,
+        bf16=on_gpu, fp16=False, use_cpu=not on_gpu, gradient_checkpointing=config.gradient_checkpointing,
+        disable_tqdm=True, dataloader_num_workers=0, lr_scheduler_type="linear", max_length=max_length,
+    )
+    if config.method == "sft":
+        from trl import SFTConfig
+
+        return SFTConfig(**common, completion_only_loss=True, packing=config.packing, padding_free=config.padding_free)
+    from trl import DPOConfig
+
+    return DPOConfig(**common, beta=config.beta)
+
+
+def build_trainer(config: C.LocalTrainConfig, callbacks: list[Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Everything up to (not including) `trainer.train()`: validated data, model, LoRA, TRL trainer.
+    Returned separately so tests can inspect the collator's labels on the real trainer."""
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    dataset_path = Path(config.dataset)
+    kind = C.validate_dataset(dataset_path, config.method)
+    rows = C.read_jsonl(dataset_path)
+    convert = C.sft_row_to_trl if config.method == "sft" else C.pair_row_to_trl
+    trl_rows = [convert(r) for r in rows]
+    model, tokenizer = _load_for_training(config)
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    lengths = C.conversation_lengths(trl_rows, _token_counter(tokenizer))
+    plan = C.plan_lengths(lengths, config.max_seq_len, context)
+    kept = [trl_rows[i] for i in plan.kept]
+    if not kept:
+        raise C.TrainDataError(f"all {len(trl_rows)} examples are longer than --max-seq-len {plan.max_length} "
+                               f"(the longest has {plan.longest} tokens): raise --max-seq-len")
+    if all(r["tools"] is None for r in kept):
+        kept = [{k: v for k, v in r.items() if k != "tools"} for r in kept]
+    task_ids, task_source = C.trained_task_ids(dataset_path, rows, config.task_ids_file, config.trained_tasks_from)
+    info = {"dataset_kind": kind, "examples": len(kept), "dropped_too_long": len(plan.dropped),
+            "dropped_rows": plan.dropped, "max_length": plan.max_length, "longest_example_tokens": plan.longest,
+            "tokens_per_epoch": sum(lengths[i] for i in plan.kept),
+            "task_ids": task_ids, "task_ids_source": task_source}
+    lora = None if config.from_adapter else LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, task_type="CAUSAL_LM")
+    args = _trl_args(config, plan.max_length)
+    if config.method == "sft":
+        from trl import SFTTrainer
+
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(kept), processing_class=tokenizer,
+                             peft_config=lora, callbacks=callbacks)
+    else:
+        from trl import DPOTrainer
+
+        trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(kept), processing_class=tokenizer,
+                             peft_config=lora, callbacks=callbacks)
+    return trainer, info
+
+
+def log_callback(log: C.TrainingLog, progress: Any | None = None) -> Any:
+    """A TrainerCallback writing every log record to the JSONL log and moving an optional progress bar
+    (any object with .update(step, total, loss))."""
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if logs and state.is_world_process_zero:
+                log.append({"step": state.global_step, "epoch": state.epoch, "time": time.time(), **logs})
+                if progress is not None and "loss" in logs:
+                    progress.update(state.global_step, state.max_steps, logs["loss"])
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if progress is not None:
+                progress.update(state.global_step, state.max_steps, None)
+
+    return Recorder()
+
+
+def _quiet_libraries() -> None:
+    """Our progress bar and log replace the libraries' per-stage bars; their deprecation notes about
+    gradient_checkpointing concern TRL's own defaults, not anything a user can act on."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+
+
+def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | None = None) -> TrainOutcome:
+    """Run (or resume, or skip as already done) one fine-tuning run into config.output."""
+    output = Path(config.output)
+    dataset_sha = C.file_sha256(Path(config.dataset))
+    settings = _settings(config, dataset_sha)
+    previous = _previous(output)
+    if previous and not force:
+        same = previous.get("settings") == settings
+        if same and previous.get("finished"):
+            summary = previous.get("summary") or {}
+            return TrainOutcome(output, True, summary.get("steps", 0), summary.get("train_loss"), 0.0, 0,
+                                summary.get("examples", 0), summary.get("dropped", 0), summary.get("task_ids"), None)
+        if not same:
+            raise RunFolderError(f"{output} holds a run with other settings or data; pick another --output or pass --force")
+    if force and output.exists():
+        shutil.rmtree(output / C.CHECKPOINTS, ignore_errors=True)
+        for name in (C.CONFIG_FILE, C.LOG_FILE, C.LOSS_PNG):
+            (output / name).unlink(missing_ok=True)
+    _quiet_libraries()
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoints = output / C.CHECKPOINTS
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    log = C.TrainingLog(output / C.LOG_FILE)
+    if not resume:
+        log.path.unlink(missing_ok=True)
+    trainer, info = build_trainer(config, callbacks=[log_callback(log, progress)])
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our log file and progress bar replace its raw dict prints
+    main = trainer.accelerator.is_main_process  # under `accelerate launch` only rank 0 writes files
+    record = {"settings": settings, "finished": False, "data": info, "trl_args": trainer.args.to_dict()}
+    if main:
+        C.write_json(output / C.CONFIG_FILE, record)
+    started = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=resume)
+    runtime = time.monotonic() - started
+    trainer.save_model(str(output))  # the adapter (adapter_config.json + weights) at the top of OUTPUT
+    if main:
+        if config.from_adapter:
+            shutil.rmtree(output / "ref", ignore_errors=True)  # DPO's frozen copy of --from-adapter: not the result
+        trainer.processing_class.save_pretrained(str(output))
+        (output / C.DATASET_HASH_FILE).write_text(f"{dataset_sha}  {Path(config.dataset).name}\n", encoding="utf-8")
+        if info["task_ids"] is not None:
+            C.write_json(output / C.TASKS_FILE, {"task_ids": info["task_ids"], "source": info["task_ids_source"]})
+        C.plot_loss(log.records(), output / C.LOSS_PNG, f"{config.method.upper()} LoRA on {Path(config.model).name}")
+        summary = {"steps": result.global_step, "train_loss": result.training_loss, "runtime_s": round(runtime, 2),
+                   "examples": info["examples"], "dropped": info["dropped_too_long"], "task_ids": info["task_ids"],
+                   "resumed_from": resume}
+        C.write_json(output / C.CONFIG_FILE, {**record, "finished": True, "summary": summary})
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: optimizer state is dead weight now
+    tokens = int(max((r.get("num_tokens", 0) for r in log.records()), default=0))
+    return TrainOutcome(output, False, result.global_step, result.training_loss, runtime, tokens, info["examples"],
+                        info["dropped_too_long"], info["task_ids"], resume)
