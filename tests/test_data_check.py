@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -25,12 +26,12 @@ def assistant(content: str) -> dict:
 
 
 def good_sft() -> dict:
-    return {"messages": [w(SYSTEM, 0), w(GOAL, 0), w(assistant(GREP), 0), w(RESULT, 0), w(assistant(final()), 1)]}
+    return copy.deepcopy({"messages": [w(SYSTEM, 0), w(GOAL, 0), w(assistant(GREP), 0), w(RESULT, 0), w(assistant(final()), 1)]})
 
 
 def good_pref() -> dict:
-    return {"input": {"messages": [SYSTEM, GOAL]}, "preferred_output": [assistant(GREP)],
-            "non_preferred_output": [assistant("I will grep.")]}
+    return copy.deepcopy({"input": {"messages": [SYSTEM, GOAL]}, "preferred_output": [assistant(GREP)],
+                          "non_preferred_output": [assistant("I will grep.")]})
 
 
 def write_rows(path: Path, rows: list) -> Path:
@@ -128,3 +129,47 @@ def test_file_level_problems(tmp_path, cli):
     assert result.exit_code == 1 and "FAILED" in result.output and "line 2" in result.output
     result = cli("data", "check", write_rows(tmp_path / "ok.jsonl", [good_sft()]), "--json")
     assert result.exit_code == 0 and json.loads(result.output)["ok"] is True
+
+
+@pytest.fixture
+def without_fast_validator(monkeypatch):
+    """Force the pure-`jsonschema` path (what users without jsonschema-rs get)."""
+    import repo_agent.data.check as check
+
+    monkeypatch.setattr(check, "_FAST", {})
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda r: r["messages"].insert(2, w(GOAL, 0)), "roles must alternate"),
+    (lambda r: r["messages"][-1].update(weight=2), "weight"),
+    (lambda r: r["messages"][-1].update(content="Sure! " + GREP), "not a valid tool call (extra_text"),
+    (lambda r: r["messages"][-1].update(content=call("read_file", rel_path="")), "bad_args"),
+    (lambda r: r["messages"][0].update(role="narrator"), "narrator"),
+])
+def test_same_verdicts_without_the_fast_validator(tmp_path, without_fast_validator, mutate, expected):
+    assert errors_of(tmp_path, good_sft()) == [] and errors_of(tmp_path, good_pref()) == []
+    row = good_sft()
+    mutate(row)
+    assert any(expected in e for e in errors_of(tmp_path, row))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from repo_agent import protocol as P  # noqa: E402
+from repo_agent.data.check import is_valid_action  # noqa: E402
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 300_000), st.floats(allow_nan=False, allow_infinity=False),
+                    st.text(max_size=5), st.lists(st.integers(), max_size=2))
+_arg_keys = st.sampled_from(["rel_dir", "max_files", "rel_path", "max_chars", "pattern", "max_matches", "content", "x"])
+_actions = st.fixed_dictionaries(
+    {"type": st.sampled_from(["tool_call", "final", "other"])},
+    optional={"name": st.sampled_from([*P.TOOL_NAMES, "final", "run_tests"]),
+              "args": st.one_of(st.dictionaries(_arg_keys, _values, max_size=3), _values),
+              "summary": _values, "extra": _values},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_actions)
+def test_fast_action_check_agrees_with_the_protocol_parser(value):
+    assert is_valid_action(value) == (not isinstance(P.parse_object(value), P.ParseError))

@@ -73,6 +73,57 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 _VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
 
 
+def _action_schema() -> dict[str, Any]:
+    """One schema accepting exactly what `protocol.parse_object` accepts, built from the protocol's own
+    tool schemas (a test checks the equivalence on generated inputs)."""
+    final = {"type": "object", "properties": {"type": {"const": "final"}, "summary": {"type": "string"}},
+             "required": ["type", "summary"], "additionalProperties": False}
+    calls = [{"type": "object",
+              "properties": {"type": {"const": "tool_call"}, "name": {"const": name}, "args": spec["parameters"]},
+              "required": ["type", "name", "args"], "additionalProperties": False}
+             for name, spec in P.TOOL_SCHEMAS.items()]
+    return {"anyOf": [final, *calls]}
+
+
+ACTION_SCHEMA = _action_schema()
+_FAST: dict[str, Any] | None = None
+
+
+def _fast() -> dict[str, Any]:
+    """Compiled jsonschema-rs validators when that package is installed (about 100x faster than
+    `jsonschema` here). They only answer valid/invalid; every error message still comes from
+    `jsonschema` and `protocol`, so the verdicts and the texts do not depend on which is installed."""
+    global _FAST
+    if _FAST is None:
+        try:
+            import jsonschema_rs
+        except ImportError:
+            _FAST = {}
+        else:
+            _FAST = {kind: jsonschema_rs.validator_for(schema) for kind, schema in SCHEMAS.items()}
+            _FAST["action"] = jsonschema_rs.validator_for(ACTION_SCHEMA)
+    return _FAST
+
+
+def _fast_valid(name: str, value: Any) -> bool | None:
+    """True/False from the fast validator, or None when it is missing or cannot take the value."""
+    validator = _fast().get(name)
+    if validator is None:
+        return None
+    try:
+        return bool(validator.is_valid(value))
+    except Exception:  # values the Rust side cannot convert (NaN, huge ints): let jsonschema decide
+        return None
+
+
+def is_valid_action(value: Any) -> bool:
+    """Whether `value` (a parsed JSON value) is one valid action; same answer as `protocol.parse_object`."""
+    fast = _fast_valid("action", value)
+    if fast is not None:
+        return fast
+    return not isinstance(P.parse_object(value), P.ParseError)
+
+
 @dataclass
 class CheckReport:
     ok: bool
@@ -132,8 +183,28 @@ def _role_errors(messages: list[dict[str, Any]]) -> list[str]:
     return errors
 
 
+def _quick_action_ok(message: dict[str, Any]) -> bool:
+    """A fast yes for the common case; False means "ask the protocol parser", not "invalid"."""
+    try:
+        calls = message.get("tool_calls")
+        if calls:
+            if len(calls) != 1:
+                return False
+            function = calls[0]["function"]
+            args = json.loads(function["arguments"]) if isinstance(function["arguments"], str) else function["arguments"]
+            if function["name"] == "final":
+                return isinstance(args, dict) and isinstance(args.get("summary"), str)
+            return _fast_valid("action", {"type": "tool_call", "name": function["name"], "args": args}) is True
+        content = message.get("content")
+        return isinstance(content, str) and _fast_valid("action", json.loads(content)) is True
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return False
+
+
 def action_error(message: dict[str, Any]) -> str | None:
     """None if the assistant message is one valid action of our protocol (JSON content or one tool call)."""
+    if _quick_action_ok(message):
+        return None
     if message.get("tool_calls"):
         result = P.parse_native(message["tool_calls"])
     else:
@@ -173,11 +244,11 @@ def _tools_errors(messages: list[dict[str, Any]], tools: Any) -> list[str]:
 
 def record_errors(row: Any, kind: str) -> list[str]:
     """All problems of one parsed row for `kind` (empty list = valid)."""
-    validator = _VALIDATORS[kind]
-    schema_errors = [f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message[:200]}"
-                     for e in validator.iter_errors(row)]
-    if schema_errors:
-        return schema_errors[:5]
+    if _fast_valid(kind, row) is not True:
+        schema_errors = [f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message[:200]}"
+                         for e in _VALIDATORS[kind].iter_errors(row)]
+        if schema_errors:
+            return schema_errors[:5]
     errors: list[str] = []
     if kind == "sft":
         messages = row["messages"]

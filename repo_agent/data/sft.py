@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from .. import protocol as P
 from ..traces import TraceProblem, iter_traces
+from .check import is_valid_action
 from .export import AtomicJsonl, dumps_line, sft_exporter
 from .stats import DataStats
 
@@ -102,12 +103,12 @@ def render_target(action: P.Action, protocol: str, call_id: str) -> dict[str, An
 
 def step_action(step: dict[str, Any]) -> P.Action | None:
     """The step's parsed action, or None for a parse error (or an action a trace stored malformed)."""
-    if step.get("parse_error") or not isinstance(step.get("action"), dict):
+    action = step.get("action")
+    if step.get("parse_error") or not isinstance(action, dict) or not is_valid_action(action):
         return None
-    try:
-        return P.action_from_dict(step["action"])
-    except ValueError:
-        return None
+    if action["type"] == "final":
+        return P.Final(summary=action["summary"])
+    return P.ToolCall(name=action["name"], args=action["args"])
 
 
 def step_target(step: dict[str, Any], trace: dict[str, Any], fmt: str) -> dict[str, Any] | None:
@@ -178,9 +179,9 @@ def tool_name(step: dict[str, Any]) -> str:
 # Extraction
 
 
-def removal_reason(step: dict[str, Any], passed: bool, options: SftOptions) -> str | None:
+def removal_reason(step: dict[str, Any], action: P.Action | None, passed: bool, options: SftOptions) -> str | None:
     """Why step `step` is not a target (one reason, checked in a fixed order), or None to keep it."""
-    if step_action(step) is None:
+    if action is None:
         return "parse_error"
     if options.require_success and not passed:
         return "rollout_failed"
@@ -197,12 +198,14 @@ def trace_examples(trace: dict[str, Any], rel_path: str, options: SftOptions, st
     tools = tools_for(trace, options.fmt)
     for index, step, messages in iter_states(trace, options.fmt):
         stats.steps_seen += 1
-        reason = removal_reason(step, passed, options)
+        action = step_action(step)
+        reason = removal_reason(step, action, passed, options)
         if reason:
             stats.remove(reason)
             continue
-        target = step_target(step, trace, options.fmt)
-        assert target is not None  # removal_reason filtered parse errors
+        assert action is not None  # removal_reason filtered parse errors
+        target = render_target(action, format_protocol(options.fmt),
+                               _call_id(step, index, trace_protocol(trace) == format_protocol(options.fmt)))
         yield StepExample(
             messages=[*messages, target], target_index=len(messages), tools=tools, task_id=trace["task_id"],
             rollout_id=str(trace.get("rollout_id") or Path(rel_path).stem), step_index=index, trace_path=rel_path,
