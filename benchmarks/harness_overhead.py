@@ -342,7 +342,7 @@ def machine_info(mini_versions: dict | None) -> dict:
         "cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
         "python_repo_agent": sys.version.split()[0], "repo_agent_commit": commit,
         "packages_repo_agent": _versions(["jsonschema", "typer", "rich", "pytest", "pytest-timeout"]),
-        "packages_mini": mini_versions or {}, "loadavg_start": os.getloadavg(),
+        "packages_mini": mini_versions or {},
     }
 
 
@@ -452,7 +452,7 @@ def main() -> int:
     specs = {"repo-agent": repo_spec, "mini-swe-agent": mini_spec}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     episodes = len(repo_spec["episodes"])
-    started = time.time()
+    started, load_start = time.time(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as scratch:
         for rep in range(args.reps):
             drivers = [Driver(name, sides[name], specs[name], Path(scratch)) for name in sides]
@@ -466,7 +466,7 @@ def main() -> int:
     result = summarize(runs, kinds)
     mini_versions = runs["mini-swe-agent"][0]["versions"] if "mini-swe-agent" in runs else None
     machine = machine_info(mini_versions)
-    machine["loadavg_end"] = os.getloadavg()
+    machine["loadavg_start"], machine["loadavg_end"] = load_start, os.getloadavg()
     if "mini-swe-agent" in runs:
         machine["python_mini"] = runs["mini-swe-agent"][0]["python"]
     result = {"benchmark": "harness_overhead", "command": " ".join(["python", "benchmarks/harness_overhead.py", *sys.argv[1:]]),
@@ -475,6 +475,7 @@ def main() -> int:
     print_table(result, kinds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(flush=True)
     print(f"machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, Python {machine['python_repo_agent']}; "
           f"load {machine['loadavg_start'][0]:.1f} -> {machine['loadavg_end'][0]:.1f}\nwrote {args.out}")
     return 0
