@@ -58,13 +58,19 @@ def test_corrupt_and_unfinished_traces_are_skipped_and_counted(cli, traces, tmp_
     unfinished = json.loads(next((messy / "traces").glob("gcd__oracle0*.json")).read_text())
     unfinished["status"] = "running"
     (messy / "traces" / "running.json").write_text(json.dumps(unfinished))
+    damaged = dict(unfinished, status="finished", steps=[{"index": 0, "foo": 1}, *unfinished["steps"]])
+    (messy / "traces" / "damaged.json").write_text(json.dumps(damaged))
     out = tmp_path / "sft.jsonl"
     assert sft(cli, messy, out).exit_code == 0
     clean = tmp_path / "clean.jsonl"
     assert sft(cli, traces, clean).exit_code == 0
     stats = stats_of(out)
-    assert stats["corrupt_traces_skipped"] == 2 and stats["unfinished_traces_skipped"] == 1
+    assert stats["corrupt_traces_skipped"] == 3 and stats["unfinished_traces_skipped"] == 1
     assert any("broken.json" in p for p in stats["problems"])
+    assert any("damaged.json" in p and "step 0 has no assistant_message" in p for p in stats["problems"])
+    pairs = tmp_path / "pairs.jsonl"
+    assert cli("pairs-extract", "--trace-dir", messy, "--out", pairs).exit_code == 0
+    assert stats_of(pairs)["corrupt_traces_skipped"] == 3
     assert out.read_bytes() == clean.read_bytes()
 
 

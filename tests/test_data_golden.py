@@ -139,3 +139,20 @@ def test_sources_are_selectable_and_counted(cli, fixture, tmp_path):
     assert stats["removed"]["source_not_selected:divergence"] > 0
     bad = cli("pairs-extract", "--trace-dir", trace_dir, "--output", tmp_path / "x.jsonl", "--sources", "vibes")
     assert bad.exit_code != 0 and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("fmt", ["json", "native", "trl"])
+def test_fast_line_encoder_equals_the_pure_export_functions(fixture, fmt):
+    from repo_agent.data.export import SftLineEncoder, dumps_line, sft_exporter
+    from repo_agent.data.sft import SftOptions, trace_examples
+    from repo_agent.data.stats import DataStats
+
+    trace_dir, _ = fixture
+    options = SftOptions(fmt=fmt, require_success=False, require_valid_tool_ok=False, skip_loops=False)
+    encoder, export, compared = SftLineEncoder(fmt), sft_exporter(fmt), 0
+    for path in sorted((trace_dir / "traces").glob("*.json")):
+        encoder.new_trace()
+        for example in trace_examples(read_trace(path), path.name, options, DataStats("sft", "-", fmt)):
+            assert encoder.encode(example) == dumps_line(export(example))
+            compared += 1
+    assert compared >= 20

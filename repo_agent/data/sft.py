@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 from .. import protocol as P
 from ..traces import TraceProblem, iter_traces
 from .check import is_valid_action
-from .export import AtomicJsonl, dumps_line, sft_exporter
+from .export import AtomicJsonl, SftLineEncoder
 from .stats import DataStats
 
 TokenCounter = Callable[[list[dict[str, Any]], "list[dict[str, Any]] | None"], int]
@@ -213,12 +213,35 @@ def trace_examples(trace: dict[str, Any], rel_path: str, options: SftOptions, st
         )
 
 
+def shape_problem(trace: dict[str, Any]) -> str | None:
+    """Why a trace that parsed as JSON still cannot be used (damaged steps or messages), or None."""
+    if not isinstance(trace["prompt_messages"], list) or not all(isinstance(m, dict) for m in trace["prompt_messages"]):
+        return "prompt_messages is not a list of messages"
+    if not isinstance(trace["steps"], list):
+        return "steps is not a list"
+    last = len(trace["steps"]) - 1
+    for index, step in enumerate(trace["steps"]):
+        if not isinstance(step, dict) or not isinstance(step.get("assistant_message"), dict):
+            return f"step {index} has no assistant_message"
+        result = step.get("result_message")
+        if not isinstance(result, dict) and not (result is None and index == last):
+            return f"step {index} has no result_message but is not the last step"
+        if isinstance(result, dict) and not isinstance(result.get("content"), str):
+            return f"step {index} has a result_message without text"
+    return None
+
+
 def read_traces(trace_dir: Path, stats: DataStats, test_task_ids: frozenset[str] = frozenset()) -> Iterator[tuple[str, dict[str, Any]]]:
     """Stream (path relative to trace_dir, trace); counts corrupt/unfinished files; refuses held-out tasks."""
     problems: list[TraceProblem] = []
     seen_problems = 0
     for path, trace in iter_traces(trace_dir, problems=problems):
+        damage = shape_problem(trace)
+        if damage:
+            problems.append(TraceProblem(path, f"{path}: damaged trace ({damage})"))
         seen_problems = stats.absorb_problems(problems, seen_problems)
+        if damage:
+            continue
         if trace["task_id"] in test_task_ids:
             raise SplitLeakError(
                 f"{path} comes from task {trace['task_id']!r}, which is in the held-out suite: refusing to build training data from it")
@@ -239,14 +262,15 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
                 ) -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
     """Stream traces into uncommitted writers (rows, provenance sidecar); the caller validates and commits."""
     stats = DataStats(kind="sft", output=str(output), fmt=options.fmt)
-    export = sft_exporter(options.fmt)
+    encoder = SftLineEncoder(options.fmt)
     seen_digests: set[bytes] = set()
     per_task: dict[str, int] = {}
     writer, meta = AtomicJsonl(output), AtomicJsonl(meta_output)
     try:
         for rel_path, trace in read_traces(Path(trace_dir), stats, options.test_task_ids):
+            encoder.new_trace()
             for example in trace_examples(trace, rel_path, options, stats):
-                line = dumps_line(export(example))
+                line = encoder.encode(example)
                 digest = hashlib.blake2b(line.encode("utf-8"), digest_size=16).digest()
                 if digest in seen_digests:
                     stats.remove("duplicate")
