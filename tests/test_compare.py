@@ -165,7 +165,14 @@ def test_compare_two_real_eval_runs(cli, tmp_path):
     give_up.write_text(json.dumps(['{"type":"final","summary":"cannot fix"}']))
     assert cli("eval", "--suite", suite, "--trace-dir", tmp_path / "base", "--llm-provider", "scripted",
                "--model", give_up).exit_code == 0
-    assert cli("eval", "--suite", suite, "--trace-dir", tmp_path / "cand").exit_code == 0
+    adapter = tmp_path / "adapter"  # as the fine-tuning helper leaves it; the oracle ignores the adapter
+    adapter.mkdir()
+    (adapter / "trained_tasks.json").write_text(json.dumps({"task_ids": [bundled.tasks[0].task_id, "other/x"]}))
+    assert cli("eval", "--suite", suite, "--trace-dir", tmp_path / "cand", "--adapter", adapter).exit_code == 0
+    config = json.loads((tmp_path / "cand" / "config.json").read_text())
+    assert config["extra_config"]["trained_task_ids"] == sorted([bundled.tasks[0].task_id, "other/x"])
+    assert json.loads((tmp_path / "cand" / "report.json").read_text())["trained_task_overlap"] == [bundled.tasks[0].task_id]
+    (adapter / "trained_tasks.json").unlink()  # the adapter folder moved: config.json still knows
     result = cli("report", "compare", tmp_path / "base", tmp_path / "cand")
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "cand" / "comparison" / "comparison.json").read_text())
@@ -174,3 +181,4 @@ def test_compare_two_real_eval_runs(cli, tmp_path):
     assert data["metrics"]["runs_writing_file"]["difference"] == 1.0
     assert data["mcnemar"]["p_value"] == pytest.approx(2 / 2**4)
     assert "too small" in data["verdict"]
+    assert len(data["warnings"]) == 1 and f"trained on 1 of the 4 evaluated tasks ({bundled.tasks[0].task_id})" in data["warnings"][0]

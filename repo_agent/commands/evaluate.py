@@ -56,9 +56,17 @@ def evaluate(
     except SuiteError as exc:
         raise typer.BadParameter(str(exc)) from None
     extra: dict[str, Any] = {"command": "eval"}
+    trained: set[str] = set()
     if trained_tasks:
         extra["trained_tasks_file"] = str(trained_tasks.resolve())
-        extra["trained_task_ids"] = _read_task_ids(trained_tasks)
+        trained |= set(_read_task_ids(trained_tasks))
+    if adapter:
+        # copied now, so `report compare` can still warn when the adapter folder has moved
+        extra["adapter"] = str(adapter.resolve())
+        if (adapter / "trained_tasks.json").is_file():
+            trained |= set(_read_task_ids(adapter / "trained_tasks.json"))
+    if trained:
+        extra["trained_task_ids"] = sorted(trained)
     try:
         result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed,
                               redo=redo, extra_config=extra)

@@ -27,12 +27,12 @@ def trained_task_ids(config: dict[str, Any]) -> list[str]:
     or in `trained_tasks.json` of the adapter folder the fine-tuning helper wrote."""
     extra = config.get("extra_config") or {}
     ids = set(extra.get("trained_task_ids") or [])
-    adapter = (config.get("provider") or {}).get("adapter") or extra.get("adapter")
-    if adapter and (Path(adapter) / "trained_tasks.json").is_file():
+    for adapter in {(config.get("provider") or {}).get("adapter"), extra.get("adapter")} - {None}:
+        path = Path(adapter) / "trained_tasks.json"
         try:
-            ids |= set(json.loads((Path(adapter) / "trained_tasks.json").read_text(encoding="utf-8")).get("task_ids") or [])
+            ids |= set(json.loads(path.read_text(encoding="utf-8")).get("task_ids") or [])
         except (ValueError, OSError, AttributeError):
-            pass
+            pass  # adapter gone or unreadable: the ids copied into config at eval time still count
     return sorted(ids)
 
 
