@@ -98,3 +98,35 @@ def build_tiny_model(folder: str | Path, arch: str = "llama", *, seed: int = 0, 
     if reloaded(probe)["input_ids"] != tokenizer(probe)["input_ids"]:
         raise AssertionError(f"the {arch} tokenizer changes its ids on reload")
     return folder
+
+
+def shared_tiny_model(tmp_path_factory, arch: str = "llama") -> Path:
+    """One tiny model per test session, whichever test module asks first (the build is idempotent)."""
+    return build_tiny_model(tmp_path_factory.getbasetemp() / "tiny-models" / arch, arch)
+
+
+LEARNED_ACTION = '{"type":"final","summary":"done"}'
+
+
+def learnable_rows(count: int = 8) -> list[dict]:
+    """Short SFT rows whose target action a tiny model memorises in ~15 LoRA steps."""
+    return [{"messages": [{"role": "user", "content": f"GOAL:\nFix task{i}."}, {"role": "assistant", "content": LEARNED_ACTION}]}
+            for i in range(count)]
+
+
+def shared_learned_adapter(tmp_path_factory, model: Path) -> Path:
+    """A LoRA adapter that has learned LEARNED_ACTION (trained once per session; reruns are no-ops)."""
+    import json
+
+    from repo_agent.train.common import LocalTrainConfig
+    from repo_agent.train.local import train
+
+    root = tmp_path_factory.getbasetemp() / "learned-adapter"
+    root.mkdir(exist_ok=True)
+    dataset = root / "short.jsonl"
+    if not dataset.exists():
+        dataset.write_text("".join(json.dumps(r) + "\n" for r in learnable_rows()))
+    config = LocalTrainConfig(method="sft", model=str(model), dataset=str(dataset), output=str(root / "adapter"),
+                              max_steps=15, batch_size=4, learning_rate=1e-2, lora_r=8, lora_alpha=16, lora_dropout=0.0)
+    train(config)
+    return root / "adapter"

@@ -69,7 +69,7 @@ def _run(config: Any, force: bool) -> None:
         outcome = train(config, force=force, progress=progress)
     except (TrainDataError, RunFolderError, ModelNotFoundError) as exc:
         progress.progress.stop()
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     progress.progress.stop()
     _print_outcome(outcome, config)
@@ -79,7 +79,7 @@ def _print_outcome(outcome: Any, config: Any) -> None:
     from rich.table import Table
 
     if outcome.skipped:
-        console.print(f"{outcome.output} already holds this finished run (same data and settings): nothing to do; --force retrains")
+        console.print(f"{outcome.output} already holds this finished run (same data and settings): nothing to do; --force retrains", soft_wrap=True)
         return
     table = Table(title=f"finetune local {config.method}", show_header=False)
     table.add_row("examples", f"{outcome.examples} ({outcome.dropped} dropped as longer than --max-seq-len)")

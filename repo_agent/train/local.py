@@ -191,6 +191,7 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
         shutil.rmtree(output / C.CHECKPOINTS, ignore_errors=True)
         for name in (C.CONFIG_FILE, C.LOG_FILE, C.LOSS_PNG):
             (output / name).unlink(missing_ok=True)
+    C.validate_dataset(Path(config.dataset), config.method)  # before anything is written to OUTPUT
     _quiet_libraries()
     from transformers.trainer_utils import get_last_checkpoint
 
