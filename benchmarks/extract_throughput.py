@@ -115,6 +115,7 @@ def machine() -> dict:
 
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
             "logical_cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_avg_1_5_15": [round(x, 1) for x in os.getloadavg()],
             "note": "CPU shared with other jobs; compare ratios within one run"}
 
 

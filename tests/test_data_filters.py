@@ -41,6 +41,13 @@ def test_held_out_suite_is_refused_and_nothing_is_touched(cli, traces, tmp_path)
     assert result.exit_code == 3 and not (tmp_path / "p.jsonl").exists()
 
 
+def test_prefs_refuses_a_held_out_suite_before_running_anything(cli, tmp_path):
+    result = cli("prefs", "--suite", BUNDLED_SUITE, "--split-suite", BUNDLED_SUITE, "--trace-dir", tmp_path / "run",
+                 "--out", tmp_path / "p.jsonl")
+    assert result.exit_code == 3 and "held-out" in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "p.jsonl").exists()
+
+
 def test_other_suite_is_accepted(cli, traces, tmp_path):
     other = json.loads(Path(BUNDLED_SUITE).read_text())
     other["tasks"] = [t for t in other["tasks"] if t["task_id"] not in ("bundled/gcd", "bundled/fizzbuzz", "bundled/clamp")]
