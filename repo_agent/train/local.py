@@ -92,6 +92,8 @@ def _trl_args(config: C.LocalTrainConfig, max_length: int) -> Any:
     if config.method == "sft":
         from trl import SFTConfig
 
+        if config.padding_free and not config.packing:
+            common["max_length"] = None  # TRL refuses a limit it cannot enforce here; over-long rows are already dropped
         return SFTConfig(**common, completion_only_loss=True, packing=config.packing, padding_free=config.padding_free)
     from trl import DPOConfig
 
