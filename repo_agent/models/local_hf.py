@@ -155,6 +155,9 @@ class BatchingEngine:
         self.window_s = window_s
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []  # one entry per generate call: what batching achieved
+        # A fast tokenizer is not safe to use from several threads at once (its Rust core raises
+        # "Already borrowed" when encode settings change mid-decode), so every use takes this lock.
+        self.tokenizer_lock = threading.Lock()
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="repo-agent-local-batching", daemon=True)
         self._thread.start()
@@ -191,6 +194,10 @@ class BatchingEngine:
         return batch
 
     def generate(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
+        with self.tokenizer_lock:
+            return self._generate(batch)
+
+    def _generate(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -307,8 +314,10 @@ class LocalModel:
                 kwargs["tools"] = tools
             else:
                 chat = _tools_in_system_message(chat, tools)
-        encoded = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True, **kwargs)
-        return list(encoded["input_ids"])
+        text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False, **kwargs)
+        with self.engine.tokenizer_lock:
+            # the template already wrote the special tokens (BOS included where the model uses one)
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def template_supports_tools(tokenizer: Any) -> bool:
