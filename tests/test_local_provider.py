@@ -165,3 +165,29 @@ def test_cli_unknown_model_is_a_clear_error(cli, tmp_path):
     result = cli("run", "--suite", BUNDLED_SUITE, "--task", "gcd", "--llm-provider", "local", "--model", tmp_path / "missing",
                  "--trace-dir", tmp_path / "run")
     assert result.exit_code == 2 and "not found" in " ".join(result.output.split())
+
+
+def test_prefix_kv_cache_reuse_changes_no_reply(tiny_llama):
+    """Shared prefixes (system prompt across rollouts, earlier turns within one) are prefilled once and
+    reused; replies are identical to generation without the cache, alone and batched."""
+    from repo_agent.hf_loading import load_model, load_tokenizer
+    from repo_agent.models.local_hf import BatchingEngine, GenerationRequest
+    from repo_agent.prompts import goal_message, system_prompt
+
+    tokenizer, model = load_tokenizer(tiny_llama), load_model(tiny_llama)
+    system = {"role": "system", "content": system_prompt("json")}
+    chats = [[system, {"role": "user", "content": goal_message("Fix gcd.")}],
+             [system, {"role": "user", "content": goal_message("Fix quicksort.")}]]
+    chats.append(chats[0] + [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "[tool_result]\nERROR: x"}])
+    prompts = [list(tokenizer.apply_chat_template(c, add_generation_prompt=True, return_dict=True)["input_ids"]) for c in chats]
+
+    def replies(engine):
+        alone = [engine.generate([GenerationRequest(p, 10, 0.9 if i == 1 else 0.0, 1.0, seed=3)])[0].text
+                 for i, p in enumerate(prompts)]
+        batched = [r.text for r in engine.generate([GenerationRequest(p, 10, 0.9 if i == 1 else 0.0, 1.0, seed=3)
+                                                    for i, p in enumerate(prompts)])]
+        return alone, batched
+
+    cached = BatchingEngine(model, tokenizer, prefix_cache=True)
+    assert replies(cached) == replies(BatchingEngine(model, tokenizer, prefix_cache=False))
+    assert cached._prefixes and min(len(k) for k in cached._prefixes) >= 64

@@ -13,6 +13,7 @@ requests happened to share its batch; temperature 0 is greedy.
 
 from __future__ import annotations
 
+import copy
 import json
 import queue
 import re
@@ -26,6 +27,8 @@ from .base import ModelReply, ProviderConfig
 
 DEFAULT_BATCH_WINDOW_S = 0.05  # how long the worker waits for company once a request arrived
 DEFAULT_MAX_BATCH = 16
+PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are not worth a cache entry
+PREFIX_CACHE_ENTRIES = 4
 
 
 @dataclass
@@ -149,8 +152,11 @@ class BatchingEngine:
     """Owns one model + tokenizer and a worker thread that runs batched generation."""
 
     def __init__(self, model: Any, tokenizer: Any, *, window_s: float = DEFAULT_BATCH_WINDOW_S,
-                 max_batch: int = DEFAULT_MAX_BATCH):
+                 max_batch: int = DEFAULT_MAX_BATCH, prefix_cache: bool = True):
         self.model = model
+        self.prefix_cache = prefix_cache
+        self._prefixes: dict[tuple[int, ...], Any] = {}  # token prefix -> its KV cache (1 row), oldest first
+        self._last_prompt: tuple[int, ...] = ()
         self.tokenizer = tokenizer
         self.window_s = window_s
         self.max_batch = max_batch
@@ -197,14 +203,60 @@ class BatchingEngine:
         with self.tokenizer_lock:
             return self._generate(batch)
 
+    def _shared_prefix(self, batch: list[GenerationRequest]) -> tuple[int, ...]:
+        """The token prefix every prompt of the batch shares with each other and with the previous
+        prompt: the system prompt across rollouts, the whole earlier conversation within one rollout."""
+        prompts = [r.prompt_ids for r in batch] + ([list(self._last_prompt)] if self._last_prompt else [])
+        # every row keeps at least one token to prefill; the previous prompt may be shorter than all
+        shortest = min(min(len(r.prompt_ids) for r in batch) - 1, *(len(p) for p in prompts))
+        length = 0
+        while length < shortest and all(p[length] == prompts[0][length] for p in prompts):
+            length += 1
+        return tuple(prompts[0][:length]) if length >= PREFIX_MIN_TOKENS else ()
+
+    def _prefix_kv(self, prefix: tuple[int, ...]) -> Any:
+        """KV cache of `prefix`, computed incrementally from the longest cached prefix of it."""
+        import torch
+        from transformers import DynamicCache
+
+        if prefix in self._prefixes:
+            self._prefixes[prefix] = self._prefixes.pop(prefix)  # mark as recently used
+            return self._prefixes[prefix]
+        base = max((k for k in self._prefixes if len(k) < len(prefix) and prefix[: len(k)] == k), key=len, default=())
+        cache = copy.deepcopy(self._prefixes[base]) if base else DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([prefix[len(base):]], device=self.model.device), past_key_values=cache, use_cache=True)
+        self._prefixes[prefix] = cache
+        while len(self._prefixes) > PREFIX_CACHE_ENTRIES:
+            self._prefixes.pop(next(iter(self._prefixes)))
+        return cache
+
+    def _inputs(self, batch: list[GenerationRequest]) -> tuple[Any, Any, Any]:
+        """input_ids, attention_mask and past_key_values. With a shared prefix the rows are
+        prefix + padding + own suffix: generate derives positions from the mask (cumsum), so the
+        padding in the middle changes nothing but lets all rows reuse one prefix KV cache."""
+        import torch
+
+        prefix = self._shared_prefix(batch) if self.prefix_cache else ()
+        self._last_prompt = tuple(batch[-1].prompt_ids)
+        suffixes = [r.prompt_ids[len(prefix):] for r in batch]
+        width = max(len(s) for s in suffixes)
+        pad = self.tokenizer.pad_token_id
+        ids = [[*prefix, *[pad] * (width - len(s)), *s] for s in suffixes]
+        mask = [[1] * len(prefix) + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+        device = self.model.device
+        cache = None
+        if prefix:
+            cache = copy.deepcopy(self._prefix_kv(prefix))
+            cache.batch_repeat_interleave(len(batch))
+        return torch.tensor(ids, device=device), torch.tensor(mask, device=device), cache
+
     def _generate(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         tokenizer, model = self.tokenizer, self.model
-        padded = tokenizer.pad({"input_ids": [r.prompt_ids for r in batch]}, padding=True, return_tensors="pt")
-        input_ids = padded["input_ids"].to(model.device)
-        attention_mask = padded["attention_mask"].to(model.device)
+        input_ids, attention_mask, cache = self._inputs(batch)
         prompt_len = input_ids.shape[1]
         limits = [r.max_new_tokens for r in batch]
         stop = _stopping_criteria(tokenizer, limits, prompt_len)
@@ -216,7 +268,8 @@ class BatchingEngine:
                                   eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
         with torch.inference_mode():
             output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                    logits_processor=processors, stopping_criteria=StoppingCriteriaList([stop]))
+                                    past_key_values=cache, logits_processor=processors,
+                                    stopping_criteria=StoppingCriteriaList([stop]))
         self.batch_sizes.append(len(batch))
         results = []
         for row, request in enumerate(batch):
