@@ -8,9 +8,13 @@ goal of one bundled task (8 different tasks), greedy. Both modes go through the 
 threads at once, so the engine's worker batches them. The untrained SmolLM2 writes prose, so every
 reply runs to --max-tokens and both modes generate the same number of tokens; the script checks that
 both modes return identical texts (batching must not change greedy answers).
-Modes are interleaved, their order alternating per repetition, so machine noise hits both.
+Both modes run twice: with the engine's prefix KV cache (the shared system prompt is prefilled once
+and reused, the default) and without it (every prompt fully prefilled), to separate what batching
+buys from what prefix reuse buys. Modes are interleaved, their order rotating per repetition, so
+machine noise hits all of them.
 Figures: wall time and generated tokens/s per mode (median, min-max), and the speed-up
-(sequential time / concurrent time; goal >= 2x). Writes benchmarks/results/local_batching.json.
+(sequential time / concurrent time, same cache setting; goal >= 2x). Writes
+benchmarks/results/local_batching.json.
 """
 
 from __future__ import annotations
@@ -85,50 +89,68 @@ def main() -> None:
 
     import torch
 
+    from repo_agent.models.local_hf import BatchingEngine
+
     chats = prompts(args.rollouts)
-    models = make_models(args.model, args.rollouts, args.max_tokens)
-    engine = models[0].engine
-    models[0].complete(chats[0])  # warm-up: first-call allocations are not what we measure
-    times = {"sequential": [], "concurrent": []}
-    tokens = {"sequential": [], "concurrent": []}
+    cached_models = make_models(args.model, args.rollouts, args.max_tokens)
+    shared = cached_models[0].engine
+    uncached_engine = BatchingEngine(shared.model, shared.tokenizer, prefix_cache=False)
+    uncached_models = make_models(args.model, args.rollouts, args.max_tokens)
+    for model in uncached_models:
+        model.engine = uncached_engine  # same weights, only the cache policy differs
+    cached_models[0].complete(chats[0])  # warm-up: first-call allocations are not what we measure
+    modes = ["sequential", "concurrent", "sequential-nocache", "concurrent-nocache"]
+    times = {m: [] for m in modes}
+    tokens = {m: [] for m in modes}
     texts, batch_sizes = {}, []
     for rep in range(args.reps):
-        order = ["sequential", "concurrent"] if rep % 2 == 0 else ["concurrent", "sequential"]
+        order = modes[rep % len(modes):] + modes[: rep % len(modes)]
         for mode in order:
+            models = uncached_models if mode.endswith("nocache") else cached_models
+            engine = models[0].engine
             before = len(engine.batch_sizes)
-            seconds, replies = (run_sequential if mode == "sequential" else run_concurrent)(models, chats)
+            runner = run_sequential if mode.startswith("sequential") else run_concurrent
+            seconds, replies = runner(models, chats)
             assert all(r.error is None for r in replies), [r.error for r in replies]
             times[mode].append(seconds)
             tokens[mode].append(sum(r.completion_tokens for r in replies))
             texts.setdefault(mode, [r.content for r in replies])
             if mode == "concurrent":
                 batch_sizes.extend(engine.batch_sizes[before:])
-            print(f"rep {rep + 1} {mode:>10}: {seconds:7.2f} s, {tokens[mode][-1]} tokens", flush=True)
+            print(f"rep {rep + 1} {mode:>18}: {seconds:7.2f} s, {tokens[mode][-1]} tokens", flush=True)
     rate = {m: [n / s for n, s in zip(tokens[m], times[m])] for m in times}
     speedups = [s / c for s, c in zip(times["sequential"], times["concurrent"])]
+    speedups_nocache = [s / c for s, c in zip(times["sequential-nocache"], times["concurrent-nocache"])]
+    cache_gain = [n / c for n, c in zip(times["sequential-nocache"], times["sequential"])]
     result = {
         "benchmark": "local_batching",
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_average": os.getloadavg(), "note": "2 CPU cores shared with other jobs: absolute numbers are noisy"},
         "settings": {"model": args.model, "rollouts": args.rollouts, "max_tokens": args.max_tokens, "reps": args.reps,
-                     "prompt_tokens": [r for r in [m.engine.tokenizer.apply_chat_template(c, add_generation_prompt=True, return_dict=True)
-                                                   ["input_ids"].__len__() for m, c in zip(models[:1] * len(chats), chats)]],
-                     "batch_window_s": engine.window_s},
+                                  "prompt_tokens": [len(shared.tokenizer.apply_chat_template(c, add_generation_prompt=True, return_dict=True)
+                                           ["input_ids"]) for c in chats],
+                     "batch_window_s": shared.window_s},
         "seconds": {m: summary(v) for m, v in times.items()},
         "generated_tokens_per_s": {m: summary(v) for m, v in rate.items()},
         "speedup_concurrent_vs_sequential": summary(speedups),
+        "speedup_concurrent_vs_sequential_nocache": summary(speedups_nocache),
+        "prefix_cache_gain_sequential": summary(cache_gain),
         "concurrent_batch_sizes": batch_sizes,
-        "identical_replies": texts["sequential"] == texts["concurrent"],
+        "identical_replies": all(texts[m] == texts["sequential"] for m in modes),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'mode':>10} | {'seconds median (min-max)':>26} | {'gen tokens/s median (min-max)':>30}")
-    for mode in ("sequential", "concurrent"):
+    print(f"\n{'mode':>18} | {'seconds median (min-max)':>26} | {'gen tokens/s median (min-max)':>30}")
+    for mode in modes:
         t, r = result["seconds"][mode], result["generated_tokens_per_s"][mode]
-        print(f"{mode:>10} | {t['median']:8.2f} ({t['min']:.2f}-{t['max']:.2f}) | {r['median']:12.2f} ({r['min']:.2f}-{r['max']:.2f})")
+        print(f"{mode:>18} | {t['median']:8.2f} ({t['min']:.2f}-{t['max']:.2f}) | {r['median']:12.2f} ({r['min']:.2f}-{r['max']:.2f})")
     s = result["speedup_concurrent_vs_sequential"]
     print(f"speed-up concurrent vs sequential: {s['median']:.2f}x (min {s['min']:.2f}, max {s['max']:.2f}); goal >= 2x")
+    s = result["speedup_concurrent_vs_sequential_nocache"]
+    print(f"same without prefix cache:         {s['median']:.2f}x (min {s['min']:.2f}, max {s['max']:.2f})")
+    s = result["prefix_cache_gain_sequential"]
+    print(f"prefix cache gain (sequential):    {s['median']:.2f}x (min {s['min']:.2f}, max {s['max']:.2f})")
     print(f"batch sizes seen: {batch_sizes}; identical replies: {result['identical_replies']}")
     print(f"machine: {result['machine']}\nwritten: {args.out}")
 
