@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .base import ModelReply, ProviderConfig
 
@@ -41,29 +41,31 @@ class OpenAIModel:
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
         import openai
 
-        sampling = self.config.sampling
-        kwargs: dict[str, Any] = dict(
-            model=self.config.model,
-            messages=messages,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=self.seed,
-        )
-        if tools:
-            kwargs["tools"] = tools
-        started = time.monotonic()
-        try:
-            response = self.client.chat.completions.create(**kwargs)
-        except openai.APIError as exc:
-            return ModelReply(content="", latency_s=time.monotonic() - started, error=f"{type(exc).__name__}: {_describe(exc)}")
-        return reply_from_openai(response, time.monotonic() - started)
+        return chat_reply(self.client, self.config, self.seed, messages, tools, openai.APIError)
 
 
-def _describe(exc: Exception) -> str:
+def chat_reply(client: Any, config: ProviderConfig, seed: int, messages: list[dict[str, Any]],
+               tools: list[dict[str, Any]] | None, api_error: type[Exception],
+               scrub: Callable[[str], str] = lambda text: text) -> ModelReply:
+    """One chat-completions call with an OpenAI-shaped SDK (openai, together); failures become data."""
+    sampling = config.sampling
+    kwargs: dict[str, Any] = dict(model=config.model, messages=messages, temperature=sampling.temperature,
+                                  top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed)
+    if tools:
+        kwargs["tools"] = tools
+    started = time.monotonic()
+    try:
+        response = client.chat.completions.create(**kwargs)
+    except api_error as exc:
+        return ModelReply(content="", latency_s=time.monotonic() - started, error=scrub(describe_api_error(exc)))
+    return reply_from_openai(response, time.monotonic() - started)
+
+
+def describe_api_error(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return f"HTTP {status}: {text}" if status else text
+    prefix = f"{type(exc).__name__}: HTTP {status}" if status else type(exc).__name__
+    return f"{prefix}: {text}" if text else prefix
 
 
 def reply_from_openai(response: Any, latency_s: float) -> ModelReply:
@@ -72,6 +74,8 @@ def reply_from_openai(response: Any, latency_s: float) -> ModelReply:
         return ModelReply(content="", latency_s=latency_s, error="the server returned no choices")
     choice = response.choices[0]
     message = choice.message
+    if message is None:  # Together allows a choice without a message
+        return ModelReply(content="", latency_s=latency_s, error="the server returned a choice without a message")
     tool_calls = None
     if getattr(message, "tool_calls", None):
         tool_calls = [

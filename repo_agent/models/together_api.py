@@ -8,11 +8,10 @@ handed to the SDK only: it never reaches a trace, a log line or an error message
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from .base import ModelReply, ProviderConfig
-from .openai_compat import reply_from_openai, resolve_api_key
+from .openai_compat import chat_reply, resolve_api_key
 
 DEFAULT_KEY_ENV = "TOGETHER_API_KEY"
 
@@ -58,30 +57,5 @@ class TogetherModel:
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
         import together
 
-        sampling = self.config.sampling
-        kwargs: dict[str, Any] = dict(
-            model=self.config.model,
-            messages=messages,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=self.seed,
-        )
-        if tools:
-            kwargs["tools"] = tools
-        started = time.monotonic()
-        try:
-            response = self.client.chat.completions.create(**kwargs)
-        except together.APIError as exc:
-            return ModelReply(content="", latency_s=time.monotonic() - started, error=redact(_describe(exc), self.config))
-        latency = time.monotonic() - started
-        if response.choices and response.choices[0].message is None:  # Together allows a choice without a message
-            return ModelReply(content="", latency_s=latency, error="the server returned a choice without a message")
-        return reply_from_openai(response, latency)
-
-
-def _describe(exc: Exception) -> str:
-    status = getattr(exc, "status_code", None)
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    prefix = f"{type(exc).__name__}: HTTP {status}" if status else type(exc).__name__
-    return f"{prefix}: {text}" if text else prefix
+        return chat_reply(self.client, self.config, self.seed, messages, tools, together.APIError,
+                          scrub=lambda text: redact(text, self.config))
