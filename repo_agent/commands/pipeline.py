@@ -49,9 +49,10 @@ def pipeline(
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 5e-4,
     lora_r: Annotated[int, typer.Option("--lora-r")] = 16,
     max_seq_len: Annotated[int, typer.Option("--max-seq-len", help="Longer SFT examples are dropped (counted), never truncated.")] = 2048,
-    eval_rollouts: Annotated[int, typer.Option("--eval-rollouts", min=1, help="Evaluation episodes per held-out task.")] = 2,
-    eval_max_iters: Annotated[int, typer.Option("--eval-max-iters", min=1, help="Step budget of evaluation episodes.")] = 6,
-    eval_max_tokens: Annotated[int, typer.Option("--eval-max-tokens", min=16, help="Max new tokens per student reply.")] = 384,
+    eval_rollouts: Annotated[int, typer.Option("--eval-rollouts", min=1, help="Evaluation episodes per held-out task.")] = 1,
+    eval_max_iters: Annotated[int, typer.Option("--eval-max-iters", min=1, help="Step budget of evaluation episodes.")] = 5,
+    eval_max_tokens: Annotated[int, typer.Option("--eval-max-tokens", min=16, help="Max new tokens per student reply (the base model rambles up to it).")] = 256,
+    eval_temperature: Annotated[float, typer.Option("--eval-temperature", min=0.0, help="0 = greedy (deterministic); use > 0 with --eval-rollouts > 1.")] = 0.0,
     num_workers: Annotated[int, typer.Option("--num-workers", min=1)] = 4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
@@ -66,7 +67,7 @@ def pipeline(
     sft_file = out / "sft" / "train_sft.jsonl"
     adapter = out / "adapter"
     student = ["--llm-provider", "local", "--model", model, "--max-iters", str(eval_max_iters),
-               "--max-tokens", str(eval_max_tokens), "--rollouts", str(eval_rollouts), "--temperature", "0.7",
+               "--max-tokens", str(eval_max_tokens), "--rollouts", str(eval_rollouts), "--temperature", str(eval_temperature),
                "--num-workers", str(num_workers), "--seed", str(seed)]
     _stage("teacher rollouts + preference pairs", [
         "prefs", "--suite", str(train_suite), "--rollouts", str(rollouts), "--trace-dir", str(out / "teacher"),
