@@ -43,6 +43,12 @@ def outcome(run: Path) -> dict[str, tuple]:
     return result
 
 
+def _rows(run: Path) -> int:
+    """Complete lines of results.jsonl (a torn last line does not count)."""
+    path = run / "results.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def assert_every_trace_is_json(run: Path) -> None:
     for path in (run / "traces").glob("*.json"):
         json.loads(path.read_text())  # raises on a torn file
@@ -58,16 +64,23 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(small_su
     rng = random.Random(20261121)
     kills, partial = 0, []
     for _ in range(4):
+        done = _rows(run)
+        if done >= TASKS * ROLLOUTS - 1:
+            break
+        # kill on progress, not on a clock: a fast machine would otherwise finish before the kill
+        target = min(TASKS * ROLLOUTS - 1, done + rng.randint(1, 3))
         proc = subprocess.Popen(eval_command(small_suite, run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.6, 2.5))
+        deadline = time.monotonic() + 120
+        while _rows(run) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))  # land anywhere inside the next rollout, trace writes included
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
         if (run / "traces").exists():
             assert_every_trace_is_json(run)
-        if (run / "results.jsonl").exists():
-            partial.append(len((run / "results.jsonl").read_bytes().splitlines()))
+        partial.append(_rows(run))
     print("rows after each kill:", partial)
     assert kills >= 2, "the run finished too fast to be interrupted; the test proved nothing"
     assert any(0 < n < TASKS * ROLLOUTS for n in partial), f"no kill landed mid-run: rows after each try {partial}"
