@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,34 +23,20 @@ console = Console(stderr=True, soft_wrap=True)  # error lines stay whole
 
 
 @app.command()
+@O.with_agent_flags
 def run(
     suite: O.SuiteOpt,
     task: Annotated[str, typer.Option("--task", help="Task id (e.g. bundled/gcd) or its short name (gcd).")],
-    llm_provider: O.ProviderOpt = "oracle",
-    model: O.ModelOpt = "oracle",
-    base_url: O.BaseUrlOpt = None,
-    api_key_env: O.ApiKeyEnvOpt = None,
-    tool_protocol: O.ToolProtocolOpt = O.AGENT_DEFAULTS.tool_protocol,
-    test_policy: O.TestPolicyOpt = O.AGENT_DEFAULTS.test_policy,
-    max_iters: O.MaxItersOpt = O.AGENT_DEFAULTS.max_iters,
-    loop_policy: O.LoopPolicyOpt = O.AGENT_DEFAULTS.loop_policy,
-    temperature: O.TemperatureOpt = O.SAMPLING_DEFAULTS.temperature,
-    top_p: O.TopPOpt = O.SAMPLING_DEFAULTS.top_p,
-    max_tokens: O.MaxTokensOpt = O.SAMPLING_DEFAULTS.max_tokens,
-    request_timeout: O.TimeoutOpt = 120.0,
-    max_retries: O.RetriesOpt = 4,
-    adapter: O.AdapterOpt = None,
-    seed: O.SeedOpt = 0,
     trace_dir: Annotated[Optional[Path], typer.Option("--trace-dir", help="Where the trace goes (default runs/run_<time>).")] = None,
+    *,
+    flags: O.AgentFlags,
 ) -> None:
     """Run ONE episode of one model on one task; print a summary and the trace path."""
     from .agent import run_episode
     from .models import build_model
     from .suites.task import SuiteError, load_suite
 
-    agent = O.agent_config(tool_protocol, test_policy, max_iters, loop_policy)
-    provider = O.provider_config(llm_provider, model, base_url, api_key_env, temperature, top_p, max_tokens,
-                                 request_timeout, max_retries, adapter)
+    agent, provider, seed = flags.agent, flags.provider, flags.seed
     try:
         loaded = load_suite(suite)
         spec = loaded.task(task)
@@ -65,7 +52,7 @@ def run(
     trace = run_episode(loaded, spec, llm, agent, trace_path, rollout_id=trace_path.stem, rollout_index=0,
                         seed=seed, provider=provider.provider, model=provider.model, base_url=provider.base_url,
                         tool_protocol=agent.tool_protocol, test_policy=agent.test_policy,
-                        sampling={"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens})
+                        sampling=asdict(provider.sampling))
     _print_episode(trace, trace_path)
     raise typer.Exit(0 if trace["stop_reason"] != "harness_error" else 1)
 

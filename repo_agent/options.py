@@ -5,8 +5,11 @@ Declared once as `Annotated` aliases so the flags, defaults and help texts are i
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -59,3 +62,58 @@ def provider_config(provider: str, model: str, base_url: str | None, api_key_env
         timeout_s=request_timeout, max_retries=max_retries, adapter=str(adapter) if adapter else None,
         script=model if provider == "scripted" else None,
     )
+
+
+@dataclass(frozen=True)
+class AgentFlags:
+    """The agent + provider flags of one command line, resolved and checked."""
+
+    agent: AgentConfig
+    provider: ProviderConfig
+    seed: int
+    adapter: Path | None
+
+
+def _flag(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+_AGENT_FLAG_PARAMS = (
+    _flag("llm_provider", ProviderOpt, "oracle"),
+    _flag("model", ModelOpt, "oracle"),
+    _flag("base_url", BaseUrlOpt, None),
+    _flag("api_key_env", ApiKeyEnvOpt, None),
+    _flag("tool_protocol", ToolProtocolOpt, AGENT_DEFAULTS.tool_protocol),
+    _flag("test_policy", TestPolicyOpt, AGENT_DEFAULTS.test_policy),
+    _flag("max_iters", MaxItersOpt, AGENT_DEFAULTS.max_iters),
+    _flag("loop_policy", LoopPolicyOpt, AGENT_DEFAULTS.loop_policy),
+    _flag("temperature", TemperatureOpt, SAMPLING_DEFAULTS.temperature),
+    _flag("top_p", TopPOpt, SAMPLING_DEFAULTS.top_p),
+    _flag("max_tokens", MaxTokensOpt, SAMPLING_DEFAULTS.max_tokens),
+    _flag("request_timeout", TimeoutOpt, 120.0),
+    _flag("max_retries", RetriesOpt, 4),
+    _flag("adapter", AdapterOpt, None),
+    _flag("seed", SeedOpt, 0),
+)
+
+
+def with_agent_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every shared agent/provider flag; it receives them as `flags: AgentFlags`.
+
+    typer builds options from the signature, so the wrapper's signature is the command's own
+    parameters (minus `flags`) followed by the shared ones: one declaration, identical everywhere.
+    """
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "flags"]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        v = {p.name: kwargs.pop(p.name) for p in _AGENT_FLAG_PARAMS}
+        flags = AgentFlags(
+            agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"]),
+            provider=provider_config(v["llm_provider"], v["model"], v["base_url"], v["api_key_env"], v["temperature"],
+                                     v["top_p"], v["max_tokens"], v["request_timeout"], v["max_retries"], v["adapter"]),
+            seed=v["seed"], adapter=v["adapter"])
+        return command(*args, flags=flags, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *_AGENT_FLAG_PARAMS])  # type: ignore[attr-defined]
+    return wrapper

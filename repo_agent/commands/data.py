@@ -177,31 +177,19 @@ def pairs_extract(
     _mine(trace_dir, output, fmt, _parse_sources(sources), _test_task_ids(split_suite))
 
 
+@O.with_agent_flags
 def prefs(
     suite: O.SuiteOpt,
     trace_dir: Annotated[Path, typer.Option("--trace-dir", help="Run directory for the rollouts; re-running the same command resumes it.")],
     output: OutputOpt,
-    llm_provider: O.ProviderOpt = "oracle",
-    model: O.ModelOpt = "oracle",
-    base_url: O.BaseUrlOpt = None,
-    api_key_env: O.ApiKeyEnvOpt = None,
-    tool_protocol: O.ToolProtocolOpt = O.AGENT_DEFAULTS.tool_protocol,
-    test_policy: O.TestPolicyOpt = O.AGENT_DEFAULTS.test_policy,
-    max_iters: O.MaxItersOpt = O.AGENT_DEFAULTS.max_iters,
-    loop_policy: O.LoopPolicyOpt = O.AGENT_DEFAULTS.loop_policy,
-    temperature: O.TemperatureOpt = O.SAMPLING_DEFAULTS.temperature,
-    top_p: O.TopPOpt = O.SAMPLING_DEFAULTS.top_p,
-    max_tokens: O.MaxTokensOpt = O.SAMPLING_DEFAULTS.max_tokens,
-    request_timeout: O.TimeoutOpt = 120.0,
-    max_retries: O.RetriesOpt = 4,
-    adapter: O.AdapterOpt = None,
-    seed: O.SeedOpt = 0,
     rollouts: Annotated[int, typer.Option("--rollouts", min=2, help="Episodes per task (pairs need two or more rollouts of a task).")] = 4,
     num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Rollouts in parallel.")] = 4,
     redo: Annotated[bool, typer.Option("--redo", help="Delete this run's traces and start over.")] = False,
     fmt: FormatOpt = "json",
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
+    *,
+    flags: O.AgentFlags,
 ) -> None:
     """Run ROLLOUTS episodes per task (resumable), then mine preference pairs from them.
 
@@ -210,9 +198,7 @@ def prefs(
     _check_format(fmt)
     chosen_sources = _parse_sources(sources)
     test_ids = _test_task_ids(split_suite)
-    agent = O.agent_config(tool_protocol, test_policy, max_iters, loop_policy)
-    provider = O.provider_config(llm_provider, model, base_url, api_key_env, temperature, top_p, max_tokens,
-                                 request_timeout, max_retries, adapter)
+    agent, provider, seed = flags.agent, flags.provider, flags.seed
     try:
         from ..rollouts import run_rollouts
     except ImportError:

@@ -16,29 +16,17 @@ report_app = typer.Typer(help="Re-render a run's report from its traces, or comp
 console = Console(stderr=True, soft_wrap=True)  # error lines stay whole (grep-able, copy-pasteable)
 
 
+@O.with_agent_flags
 def evaluate(
     suite: O.SuiteOpt,
     trace_dir: Annotated[Path, typer.Option("--trace-dir", help="Run directory: config.json, traces/, results.jsonl, report. Re-running the same command resumes it.")],
     report: Annotated[Optional[Path], typer.Option("--report", help="Where report.json goes (report.md is written beside it). Default: TRACE_DIR/report.json.")] = None,
-    llm_provider: O.ProviderOpt = "oracle",
-    model: O.ModelOpt = "oracle",
-    base_url: O.BaseUrlOpt = None,
-    api_key_env: O.ApiKeyEnvOpt = None,
-    tool_protocol: O.ToolProtocolOpt = O.AGENT_DEFAULTS.tool_protocol,
-    test_policy: O.TestPolicyOpt = O.AGENT_DEFAULTS.test_policy,
-    max_iters: O.MaxItersOpt = O.AGENT_DEFAULTS.max_iters,
-    loop_policy: O.LoopPolicyOpt = O.AGENT_DEFAULTS.loop_policy,
-    temperature: O.TemperatureOpt = O.SAMPLING_DEFAULTS.temperature,
-    top_p: O.TopPOpt = O.SAMPLING_DEFAULTS.top_p,
-    max_tokens: O.MaxTokensOpt = O.SAMPLING_DEFAULTS.max_tokens,
-    request_timeout: O.TimeoutOpt = 120.0,
-    max_retries: O.RetriesOpt = 4,
-    adapter: O.AdapterOpt = None,
-    seed: O.SeedOpt = 0,
     rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Episodes per task; > 1 also reports pass@k.")] = 1,
     num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Rollouts in parallel (threads; test runs are capped at one per core).")] = 4,
     redo: Annotated[bool, typer.Option("--redo", help="Delete this run's traces and results and start over.")] = False,
     trained_tasks: Annotated[Optional[Path], typer.Option("--trained-tasks", exists=True, dir_okay=False, help='JSON {"task_ids": [...]} the model was trained on; recorded so `report compare` can warn about overlap.')] = None,
+    *,
+    flags: O.AgentFlags,
 ) -> None:
     """Run every task of a suite ROLLOUTS times in parallel, then write report.json and report.md.
 
@@ -48,9 +36,7 @@ def evaluate(
     from ..rollouts import RunConfigMismatch, run_rollouts
     from ..suites.task import SuiteError, load_suite
 
-    agent = O.agent_config(tool_protocol, test_policy, max_iters, loop_policy)
-    provider = O.provider_config(llm_provider, model, base_url, api_key_env, temperature, top_p, max_tokens,
-                                 request_timeout, max_retries, adapter)
+    agent, provider, seed, adapter = flags.agent, flags.provider, flags.seed, flags.adapter
     try:
         loaded = load_suite(suite)
     except SuiteError as exc:
