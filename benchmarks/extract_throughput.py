@@ -58,7 +58,7 @@ else:
     kind = file_kind(fmt, pairs=True)
 writers[0].close()
 t1 = time.perf_counter()
-report = check_file(writers[0].tmp, kind)
+report = check_file(writers[0].tmp, kind, use_sdk=False)  # as the commands do (data check adds the SDK pass)
 t2 = time.perf_counter()
 assert report.ok, report.errors[:3]
 for w in writers:
