@@ -256,14 +256,22 @@ def test_ctrl_c_stops_watching_but_not_the_job(fake, tmp_path):
     fake.state.job_plan = ("queued",) + ("running",) * 100_000  # never ends while we watch
     out = tmp_path / "run"
     assert _together(fake, _sft_file(tmp_path), out).exit_code == 0
+    import threading
+
     watcher = subprocess.Popen([str(ROOT / ".venv" / "bin" / "repo-agent"), "finetune", "status", str(out), "--watch",
                                 "--poll-interval", "0.05", "--base-url", fake.url],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True)  # never let the pipe fill
+    reader.start()
     deadline = time.monotonic() + 60
-    while _record(out)["status"] != "running" and time.monotonic() < deadline:
+    # interrupt only once the watcher is inside its polling loop (it has printed and the job is running)
+    while (not lines or _record(out)["status"] != "running") and time.monotonic() < deadline:
         time.sleep(0.1)
     watcher.send_signal(signal.SIGINT)
-    output, _ = watcher.communicate(timeout=60)
+    watcher.wait(timeout=60)
+    reader.join(timeout=10)
+    output = "".join(lines)
 
     assert watcher.returncode == 130, output
     assert "keeps running" in output
