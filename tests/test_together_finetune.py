@@ -260,7 +260,10 @@ def test_ctrl_c_stops_watching_but_not_the_job(fake, tmp_path):
 
     watcher = subprocess.Popen([str(ROOT / ".venv" / "bin" / "repo-agent"), "finetune", "status", str(out), "--watch",
                                 "--poll-interval", "0.05", "--base-url", fake.url],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
+                               # as in a terminal: earlier tests' libraries may leave SIGINT ignored in this
+                               # process, and an ignored SIGINT is inherited (Python then never raises it)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True)  # never let the pipe fill
     reader.start()
