@@ -32,7 +32,8 @@ from .agent import AgentConfig, run_episode
 from .evaluate.metrics import outcome_from_row, summarize
 from .models.base import ProviderConfig
 from .suites.task import Suite, TaskSpec, file_sha256, task_to_dict
-from .traces import TraceReadError, atomic_write_json, read_trace
+from .atomic import atomic_write_json
+from .traces import TraceReadError, read_trace
 
 RUN_SCHEMA = "repo-agent/run"
 RUN_SCHEMA_VERSION = 1
@@ -221,7 +222,7 @@ class ResultsLog:
         self._lock = threading.Lock()
 
     def rewrite(self, rows: list[dict[str, Any]]) -> None:
-        from .traces import atomic_write_text
+        from .atomic import atomic_write_text
 
         atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 

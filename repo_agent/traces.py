@@ -9,12 +9,12 @@ and `redact` scrubs anything that looks like one before a write.
 from __future__ import annotations
 
 import json
-import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from .atomic import atomic_write_text
 
 TRACE_SCHEMA = "repo-agent/trace"
 TRACE_SCHEMA_VERSION = 1
@@ -32,18 +32,6 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return _SECRET_VALUE.sub("[redacted]", value)
     return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a unique temp file + rename: readers (and a kill -9) see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 class TraceWriter:

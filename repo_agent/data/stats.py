@@ -98,7 +98,7 @@ class DataStats:
         }
 
     def write(self, path: Path) -> None:
-        from ..traces import atomic_write_json
+        from ..atomic import atomic_write_json
 
         atomic_write_json(Path(path), self.to_dict())
 

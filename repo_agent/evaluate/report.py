@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..traces import TraceProblem, atomic_write_json, atomic_write_text, iter_traces
+from ..atomic import atomic_write_json, atomic_write_text
+from ..traces import TraceProblem, iter_traces
 from .metrics import RATIO_METRICS, outcome_from_trace, summarize, task_totals
 
 REPORT_SCHEMA = "repo-agent/report"

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_text
+
 SUITE_SCHEMA = "repo-agent/suite"
 SUITE_SCHEMA_VERSION = 1
 
@@ -161,10 +163,7 @@ def suite_bytes(suite: Suite, out_path: Path) -> bytes:
 def save_suite(suite: Suite, out_path: str | Path) -> Path:
     """Write atomically; the root is stored relative to the file so a checkout can move."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(suite_bytes(suite, out_path))
-    os.replace(tmp, out_path)
+    atomic_write_text(out_path, suite_bytes(suite, out_path).decode("utf-8"))
     return out_path
 
 

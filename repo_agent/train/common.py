@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from ..atomic import atomic_write_text
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "training_log.jsonl"
@@ -61,10 +62,7 @@ class LocalTrainConfig:
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic: a crash never leaves half a file that a later run would trust."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def file_sha256(path: Path) -> str:

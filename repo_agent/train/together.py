@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from ..atomic import atomic_write_text
 
 RECORD_NAME = "together_job.json"
 SUCCEEDED = frozenset({"completed"})
@@ -243,11 +244,8 @@ def save_trained_tasks(run_dir: Path, task_ids: list[str], source: Path) -> Path
 
 def save_record(run_dir: Path, record: JobRecord) -> Path:
     """Atomic write, so a crash mid-write never leaves a half record behind."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = record_path(run_dir)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(asdict(record), indent=2, sort_keys=False) + "\n")
     return path
 
 
