@@ -401,7 +401,7 @@ def profile_repo_agent(suite_path: Path, task_names: list[str], episodes: int) -
     from repo_agent.agent import AgentConfig, run_episode
     from repo_agent.models.scripted import ScriptedModel
     from repo_agent.suites.task import load_suite
-    from repo_agent.workspace import TestReport
+    from repo_agent.testrun import TestReport
 
     suite = load_suite(suite_path)
     tasks = [suite.task(n) for n in task_names] if task_names else list(suite.tasks)

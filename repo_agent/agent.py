@@ -12,10 +12,12 @@ from . import protocol as P
 from .loops import LoopDetector
 from .models.base import Model, ModelReply
 from .prompts import PROMPT_VERSION, goal_message, system_prompt
+from .suites.rules import REFUSED_PROTECTED
 from .suites.task import Suite, TaskSpec
+from .testrun import TestReport, verdict_outcome
 from .tools import run_tool
 from .traces import TraceWriter, new_trace
-from .workspace import TestReport, materialize, run_tests
+from .workspace import TaskWorkspace
 
 TEST_POLICIES = ("never", "on_write", "final")
 LOOP_POLICIES = ("warn", "stop", "off")
@@ -30,6 +32,7 @@ class AgentConfig:
     loop_policy: str = "warn"  # warn | stop | off
     loop_window: int = 6
     verdict_fail_fast: bool = True  # the final verdict may stop at the first failing test
+    sandbox: str = "auto"  # auto | bwrap | none: how test runs are contained (sandbox.py)
 
 
 def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, trace_path: Path, **meta: Any) -> dict[str, Any]:
@@ -47,8 +50,11 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
     messages = [dict(m) for m in prompt]
     loops = LoopDetector(config.loop_window)
     stop_reason, error, report = "max_iters", None, None
-    workspace = materialize(suite, task)
+    refused: list[dict[str, Any]] = []
+    final_diff, ignored = "", []
+    env = None
     try:
+        env = TaskWorkspace.create(suite, task, config.sandbox)
         dirty = True  # the workspace changed since `report` was measured
         for index in range(config.max_iters):
             reply = llm.complete(messages, tools)
@@ -64,7 +70,7 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
                     stop_reason = "final"
                     writer.add_step(step)
                     break
-                report, dirty = run_tests(workspace.root, task.test), False
+                report, dirty = env.run_tests(), False
                 step["test_snippet"] = report.snippet()
                 if report.ok:
                     stop_reason = "final"
@@ -72,15 +78,19 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
                     break
                 body = step["test_snippet"]
             else:
-                step["tool_ok"], body = run_tool(workspace.root, action.name, action.args)
-                if action.name == "write_file" and step["tool_ok"]:
+                outcome = run_tool(env.root, action.name, action.args, guard=env.refusal)
+                step["tool_ok"], body = outcome.ok, outcome.text
+                if outcome.refused:
+                    step["refused"] = outcome.refused
+                    refused.append({"step": index, "rel_path": action.args.get("rel_path"), "reason": outcome.refused})
+                if action.name == "write_file" and outcome.ok:
                     dirty = True
                     if config.test_policy == "on_write":
-                        report, dirty = run_tests(workspace.root, task.test), False
+                        report, dirty = env.run_tests(), False
                         step["test_snippet"] = report.snippet()
                         body = f"{body}\n{step['test_snippet']}"
             step["tool_output"] = body
-            step["loop"] = loops.observe(reply.content + repr(reply.tool_calls), body)
+            step["loop"] = loops.observe(_loop_key(action, reply), body)
             if step["loop"] and config.loop_policy != "off":
                 if config.loop_policy == "warn":
                     body = f"{body}\n{LOOP_WARNING}"
@@ -91,15 +101,27 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
                 stop_reason = "loop"
                 break
         if report is None or dirty:
-            report = run_tests(workspace.root, task.test, fail_fast=config.verdict_fail_fast)
+            report = env.run_tests(fail_fast=config.verdict_fail_fast)
+        final_diff, ignored = env.final_diff(), env.ignored_changes()
     except Exception:
         stop_reason, error = "harness_error", traceback.format_exc(limit=8)
     finally:
-        workspace.cleanup()
+        if env is not None:
+            env.cleanup()
     verdict = report.to_dict() if report else None
-    writer.finish(stop_reason=stop_reason, error=error, verdict=verdict, finished_at=time.time(),
+    tampered = sum(1 for r in refused if r["reason"] == REFUSED_PROTECTED)
+    writer.finish(stop_reason=stop_reason, error=error, verdict=verdict, final_diff=final_diff,
+                  refused_writes=refused, tampered=tampered > 0, ignored_changes=ignored, finished_at=time.time(),
                   metrics=episode_metrics(writer.trace["steps"], verdict, time.monotonic() - started))
     return writer.trace
+
+
+def _loop_key(action: P.Action | P.ParseError, reply: ModelReply) -> str:
+    """What counts as "the same action": the parsed action (never a tool-call id), else the raw reply."""
+    if not isinstance(action, P.ParseError):
+        return P.render_action(action)
+    calls = [(c.get("function") or {}) for c in (reply.tool_calls or []) if isinstance(c, dict)]
+    return reply.content + repr([(f.get("name"), f.get("arguments")) for f in calls])
 
 
 def _new_step(index: int, reply: ModelReply, action: P.Action | P.ParseError, native: bool) -> dict[str, Any]:
@@ -115,6 +137,7 @@ def _new_step(index: int, reply: ModelReply, action: P.Action | P.ParseError, na
         "action": None if parse_error else P.action_to_dict(action),
         "parse_error": parse_error,
         "tool_ok": None,
+        "refused": None,
         "tool_output": None,
         "test_snippet": None,
         "loop": None,
@@ -138,14 +161,19 @@ def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None,
     kinds: dict[str, int] = {}
     for kind in parse_errors:
         kinds[kind] = kinds.get(kind, 0) + 1
+    outcome = verdict_outcome(verdict)
+    refused = [s["refused"] for s in steps if s.get("refused")]
     return {
-        "passed": bool(verdict and verdict["passed_verdict"]),
+        "passed": outcome == "passed",
+        "outcome": outcome,
         "steps": len(steps),
         "parse_errors": len(parse_errors),
         "parse_error_rate": round(len(parse_errors) / len(steps), 4) if steps else 0.0,
         "parse_error_kinds": kinds,
         "tool_calls": {name: tool_names.count(name) for name in sorted(set(tool_names))},
         "tool_errors": sum(1 for s in steps if s.get("tool_ok") is False),
+        "refused_writes": len(refused),
+        "tampered": REFUSED_PROTECTED in refused,
         "wrote_file": "write_file" in tool_names,
         "loop_detections": sum(1 for s in steps if s.get("loop")),
         "tokens_in": sum(s.get("prompt_tokens") or 0 for s in steps),
@@ -153,3 +181,4 @@ def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None,
         "model_time_s": round(sum(s.get("latency_s") or 0 for s in steps), 3),
         "wall_time_s": round(wall_time_s, 3),
     }
+

@@ -62,8 +62,11 @@ def _print_episode(trace: dict, trace_path: Path) -> None:
 
     metrics, verdict = trace["metrics"], trace.get("verdict") or {}
     table = Table(title=f"{trace['task_id']}  ({trace['provider']}:{trace['model']})", show_header=False)
-    table.add_row("verdict", "[green]PASS[/green]" if metrics["passed"] else "[red]FAIL[/red]")
+    outcome = verdict.get("outcome") or ("passed" if metrics["passed"] else "failed")
+    table.add_row("verdict", "[green]PASS[/green]" if metrics["passed"] else f"[red]FAIL[/red] ({outcome})")
     table.add_row("tests", verdict.get("summary", "-"))
+    if trace.get("refused_writes"):
+        table.add_row("refused writes", ", ".join(f"{r['rel_path']} ({r['reason']})" for r in trace["refused_writes"]))
     table.add_row("stop reason", trace["stop_reason"])
     table.add_row("steps", str(metrics["steps"]))
     table.add_row("parse errors", f"{metrics['parse_errors']} {metrics['parse_error_kinds'] or ''}")

@@ -32,13 +32,15 @@ TimeoutOpt = Annotated[float, typer.Option("--request-timeout", min=1.0, help="S
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries of 429/5xx/timeouts (exponential backoff).")]
 AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="local provider: PEFT LoRA adapter folder.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed; rollout k of task t gets a seed derived from (seed, t, k).")]
+SandboxOpt = Annotated[str, typer.Option("--sandbox", help="How test runs are contained: auto (bubblewrap when it works here, else a plain warning that runs are not isolated) | bwrap (refuse to run without it) | none.")]
 
 AGENT_DEFAULTS = AgentConfig()
 SAMPLING_DEFAULTS = Sampling()
 
 
-def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_policy: str) -> AgentConfig:
+def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_policy: str, sandbox: str = "auto") -> AgentConfig:
     from .agent import LOOP_POLICIES, TEST_POLICIES
+    from .sandbox import SandboxUnavailable, resolve_sandbox
 
     if tool_protocol not in ("json", "native"):
         raise typer.BadParameter(f"--tool-protocol must be json or native, got {tool_protocol!r}")
@@ -46,7 +48,12 @@ def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_poli
         raise typer.BadParameter(f"--test-policy must be one of {', '.join(TEST_POLICIES)}, got {test_policy!r}")
     if loop_policy not in LOOP_POLICIES:
         raise typer.BadParameter(f"--loop-policy must be one of {', '.join(LOOP_POLICIES)}, got {loop_policy!r}")
-    return AgentConfig(max_iters=max_iters, tool_protocol=tool_protocol, test_policy=test_policy, loop_policy=loop_policy)
+    try:
+        resolve_sandbox(sandbox)  # fail before any rollout starts; auto warns once when not isolated
+    except (SandboxUnavailable, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return AgentConfig(max_iters=max_iters, tool_protocol=tool_protocol, test_policy=test_policy, loop_policy=loop_policy,
+                       sandbox=sandbox)
 
 
 def provider_config(provider: str, model: str, base_url: str | None, api_key_env: str | None, temperature: float,
@@ -94,6 +101,7 @@ _AGENT_FLAG_PARAMS = (
     _flag("max_retries", RetriesOpt, 4),
     _flag("adapter", AdapterOpt, None),
     _flag("seed", SeedOpt, 0),
+    _flag("sandbox", SandboxOpt, AGENT_DEFAULTS.sandbox),
 )
 
 
@@ -109,7 +117,7 @@ def with_agent_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         v = {p.name: kwargs.pop(p.name) for p in _AGENT_FLAG_PARAMS}
         flags = AgentFlags(
-            agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"]),
+            agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"], v["sandbox"]),
             provider=provider_config(v["llm_provider"], v["model"], v["base_url"], v["api_key_env"], v["temperature"],
                                      v["top_p"], v["max_tokens"], v["request_timeout"], v["max_retries"], v["adapter"]),
             seed=v["seed"], adapter=v["adapter"])

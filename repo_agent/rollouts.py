@@ -33,6 +33,7 @@ from .evaluate.metrics import outcome_from_row, summarize
 from .models.base import ProviderConfig
 from .suites.task import Suite, TaskSpec, file_sha256, task_to_dict
 from .atomic import atomic_write_json
+from .testrun import verdict_outcome
 from .traces import TraceReadError, read_trace
 
 RUN_SCHEMA = "repo-agent/run"
@@ -202,12 +203,14 @@ def read_results(path: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
 
 def result_row(job: RolloutJob, trace: dict[str, Any]) -> dict[str, Any]:
     metrics = dict(trace.get("metrics") or {})
+    outcome = verdict_outcome(trace.get("verdict"))
     return {
         "rollout_id": job.rollout_id,
         "task_id": job.task.task_id,
         "rollout_index": job.index,
         "seed": job.seed,
-        "passed": bool((trace.get("verdict") or {}).get("passed_verdict")),
+        "passed": outcome == "passed",
+        "outcome": outcome,
         "metrics": metrics,
         "stop_reason": trace.get("stop_reason"),
         "trace": job.trace_relpath,

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import regex
 
 DEFAULT_MAX_FILES = 200
 DEFAULT_MAX_CHARS = 4000
@@ -19,10 +23,23 @@ MAX_WRITE_CHARS = 1_000_000
 MAX_GREP_FILE_BYTES = 2_000_000
 MAX_GREP_LINE_CHARS = 300
 SKIPPED_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".venv", "node_modules"}
+GREP_TIME_LIMIT_S = 2.0  # a model-written pattern can backtrack for ever: the whole search gets this long
 
 
 class ToolError(Exception):
     """A refused or failed tool call; its message is shown to the model after `ERROR: `."""
+
+
+class RefusedWrite(ToolError):
+    """A write the task does not allow (a protected file, a new file where none may be created)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# Given a workspace-relative path, says why it may not be written: (kind, message), or None.
+WriteGuard = Callable[[str], "tuple[str, str] | None"]
 
 
 def confine(root: Path, rel_path: Any, *, must_exist: bool = True) -> Path:
@@ -97,9 +114,10 @@ def read_file(root: Path, rel_path: str, max_chars: int = DEFAULT_MAX_CHARS) -> 
 
 def grep(root: Path, pattern: str, rel_dir: str = ".", max_matches: int = DEFAULT_MAX_MATCHES) -> str:
     try:
-        regex = re.compile(pattern)
-    except re.error as exc:
+        compiled = regex.compile(pattern)  # the `regex` module: Python syntax, and searches can time out
+    except (regex.error, ValueError, OverflowError, RecursionError) as exc:
         raise ToolError(f"invalid regular expression: {exc}") from None
+    deadline = time.monotonic() + GREP_TIME_LIMIT_S
     start = confine(root, rel_dir)
     paths = [start] if start.is_file() else list(_walk_files(root, start))
     matches: list[str] = []
@@ -114,7 +132,15 @@ def grep(root: Path, pattern: str, rel_dir: str = ".", max_matches: int = DEFAUL
         if _looks_binary(data):
             continue
         for lineno, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            if regex.search(line):
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                found = compiled.search(line, timeout=remaining)
+            except TimeoutError:
+                raise ToolError(f"the pattern took longer than {GREP_TIME_LIMIT_S:g}s (catastrophic backtracking?); "
+                                "use a simpler pattern") from None
+            if found:
                 total += 1
                 if len(matches) < max_matches:
                     text = line if len(line) <= MAX_GREP_LINE_CHARS else line[:MAX_GREP_LINE_CHARS] + "..."
@@ -127,12 +153,15 @@ def grep(root: Path, pattern: str, rel_dir: str = ".", max_matches: int = DEFAUL
     return out
 
 
-def write_file(root: Path, rel_path: str, content: str) -> str:
+def write_file(root: Path, rel_path: str, content: str, guard: WriteGuard | None = None) -> str:
     if len(content) > MAX_WRITE_CHARS:
         raise ToolError(f"content too large ({len(content)} chars > {MAX_WRITE_CHARS})")
     path = confine(root, rel_path, must_exist=False)
     if path.is_dir():
         raise ToolError(f"{rel_path!r} is a directory")
+    refusal = guard(_rel(root, path)) if guard else None  # judged on the resolved path: no ./ or ../ tricks
+    if refusal:
+        raise RefusedWrite(*refusal)
     path.parent.mkdir(parents=True, exist_ok=True)
     confine(root, _rel(root, path.parent))  # the created parents must still be inside
     path.write_text(content, encoding="utf-8")
@@ -147,11 +176,22 @@ TOOLS: dict[str, Callable[..., str]] = {
 }
 
 
-def run_tool(root: Path, name: str, args: dict[str, Any]) -> tuple[bool, str]:
-    """Run a validated tool call; returns (ok, text). Never raises on tool failures."""
+@dataclass(frozen=True)
+class ToolOutcome:
+    ok: bool
+    text: str
+    refused: str | None = None  # RefusedWrite.kind when the task did not allow a write
+
+
+def run_tool(root: Path, name: str, args: dict[str, Any], guard: WriteGuard | None = None) -> ToolOutcome:
+    """Run a validated tool call. Never raises on tool failures."""
     try:
-        return True, TOOLS[name](root, **args)
+        if name == "write_file":
+            return ToolOutcome(True, write_file(root, guard=guard, **args))
+        return ToolOutcome(True, TOOLS[name](root, **args))
+    except RefusedWrite as exc:
+        return ToolOutcome(False, f"ERROR: {exc}", refused=exc.kind)
     except ToolError as exc:
-        return False, f"ERROR: {exc}"
+        return ToolOutcome(False, f"ERROR: {exc}")
     except (OSError, ValueError, RecursionError) as exc:
-        return False, f"ERROR: {type(exc).__name__}: {exc}"
+        return ToolOutcome(False, f"ERROR: {type(exc).__name__}: {exc}")

@@ -1,31 +1,29 @@
-"""Per-rollout workspaces and the driver's test runner.
+"""Per-rollout workspaces, and sealed test runs over them.
 
-A workspace is a fresh temporary copy of a task's files; the source suite is never written to.
-Tests run with pytest in a subprocess: own process group (killed as a group), per-test timeout
-(pytest-timeout, signal method so one hanging test does not lose the others), a whole-run timeout,
-memory/CPU rlimits, and an environment scrubbed of credentials. Verdicts come from JUnit XML.
+A workspace is a fresh temporary copy of a task's files; the source suite is never written to. The
+model may do anything the tools let it do inside its workspace, but a test run never runs there: every
+run (on_write, final, the end-of-episode verdict) gets a **fresh copy of the pristine task** with only
+the model's changes to *editable* files laid over it (rules.py), its read-only files bound read-only,
+and is checked afterwards: if a read-only file changed anyway, the run is not trusted.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
+import stat
 import tempfile
-import threading
-import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .suites.task import Suite, TaskSpec, TestSpec
+from .suites.rules import WriteRules
+from .suites.task import Suite, TaskSpec
+from .testrun import TestReport, distrust, run_tests
+from .sandbox import Sandbox, resolve_sandbox
 
-MEMORY_LIMIT_BYTES = int(os.environ.get("REPO_AGENT_TEST_MEMORY_BYTES", 4 * 1024**3))
-SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
-SUMMARY_MAX_CHARS = 600
+SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
 
 
 @dataclass
@@ -68,173 +66,154 @@ def apply_reference(suite: Suite, workspace: Workspace) -> None:
         (workspace.root / ws_path).write_text(text, encoding="utf-8")
 
 
+def _files_under(root: Path) -> dict[str, Path]:
+    """Workspace-relative path -> path of every regular file (symlinks and special files excluded)."""
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.endswith(".pyc"):
+                continue
+            try:
+                mode = path.lstat().st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode):
+                found[path.relative_to(root).as_posix()] = path
+    return found
+
+
+def _same(a: Path, b: Path) -> bool:
+    sa, sb = a.stat(), b.stat()
+    if sa.st_size != sb.st_size:
+        return False
+    if sa.st_mtime_ns == sb.st_mtime_ns:
+        return True  # copy2 keeps times: an untouched copy (a change that keeps the time only hurts its author)
+    return a.read_bytes() == b.read_bytes()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @dataclass
-class TestReport:
-    __test__ = False
+class TaskWorkspace:
+    """The model's workspace for one task, the pristine files it came from and the task's write rules."""
 
-    passed: int = 0
-    failed: int = 0
-    errors: int = 0
-    skipped: int = 0
-    timeouts: int = 0
-    run_timed_out: bool = False
-    exit_code: int | None = None
-    duration_s: float = 0.0
-    summary: str = ""
+    suite: Suite
+    task: TaskSpec
+    sandbox: Sandbox
+    workspace: Workspace
+    pristine: dict[str, Path] = field(default_factory=dict)  # rel -> file of the pristine task (a private copy)
+    _pristine_ws: Workspace | None = None
+    _readonly_digests: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def total(self) -> int:
-        return self.passed + self.failed + self.errors
-
-    @property
-    def ok(self) -> bool:
-        """The verdict: at least one test ran and none failed, errored or timed out."""
-        return self.total > 0 and self.failed == 0 and self.errors == 0 and not self.run_timed_out
-
-    def snippet(self) -> str:
-        """The short line the driver appends to a write_file result (test policy on_write/final)."""
-        if self.ok:
-            return f"[TESTS PASS] {self.passed} passed"
-        return f"[TESTS FAIL] {self.summary}"
-
-    def to_dict(self) -> dict:
-        return {
-            "passed_verdict": self.ok,
-            "passed": self.passed,
-            "failed": self.failed,
-            "errors": self.errors,
-            "skipped": self.skipped,
-            "timeouts": self.timeouts,
-            "run_timed_out": self.run_timed_out,
-            "exit_code": self.exit_code,
-            "duration_s": round(self.duration_s, 3),
-            "summary": self.summary,
-        }
-
-
-def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not SECRET_ENV.search(k)}
-    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    env.pop("PYTEST_ADDOPTS", None)
-    env.update(extra or {})
-    return env
-
-
-# Sets rlimits inside the child and hands over to pytest: no preexec_fn, which is unsafe with threads.
-_BOOTSTRAP = (
-    "import resource, sys\n"
-    "mem, cpu = int(sys.argv[1]), int(sys.argv[2])\n"
-    "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
-    "resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))\n"
-    "import pytest\n"
-    "sys.exit(pytest.main(sys.argv[3:]))\n"
-)
-
-
-def pytest_command(spec: TestSpec, junit_path: Path, fail_fast: bool) -> list[str]:
-    python = spec.python or sys.executable
-    cpu_seconds = int(spec.total_timeout) + 10
-    args = [
-        python, "-c", _BOOTSTRAP, str(MEMORY_LIMIT_BYTES), str(cpu_seconds),
-        "-q", "-p", "pytest_timeout", "-p", "no:cacheprovider", "--rootdir=.",
-        f"--junitxml={junit_path}", "-o", "junit_family=xunit1",
-        f"--timeout={spec.per_test_timeout}", "--timeout-method=signal",
-    ]
-    if fail_fast:
-        args.append("-x")
-    return args + list(spec.args)
-
-
-# Test runs are CPU-bound while model calls are I/O-bound: many rollout threads may wait on a model at
-# once, but at most one test run per core runs at a time.
-_TEST_SLOTS = threading.BoundedSemaphore(os.cpu_count() or 1)
-
-
-def set_test_concurrency(slots: int) -> None:
-    global _TEST_SLOTS
-    _TEST_SLOTS = threading.BoundedSemaphore(max(1, slots))
-
-
-def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False) -> TestReport:
-    """Run the task's tests in `root`. Never raises for test failures, crashes or hangs."""
-    with _TEST_SLOTS:
-        return _run_tests(root, spec, fail_fast)
-
-
-def _run_tests(root: Path, spec: TestSpec, fail_fast: bool) -> TestReport:
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="repo-agent-junit-") as tmp:
-        junit = Path(tmp) / "junit.xml"
-        cmd = pytest_command(spec, junit, fail_fast)
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=scrubbed_env(dict(spec.env)), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        timed_out = False
+    @classmethod
+    def create(cls, suite: Suite, task: TaskSpec, sandbox: Sandbox | str = "auto") -> "TaskWorkspace":
+        box = resolve_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
+        pristine_ws = materialize(suite, task)  # our own copy: the suite may change under a long run
         try:
-            output, _ = proc.communicate(timeout=spec.total_timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid)
-            output, _ = proc.communicate()
-        finally:
-            _kill_group(proc.pid)  # tests may leave children behind
-        report = parse_junit(junit) if junit.exists() else TestReport()
-    report.exit_code = proc.returncode
-    report.run_timed_out = timed_out
-    report.duration_s = time.monotonic() - started
-    if timed_out:
-        report.summary = f"test run killed after {spec.total_timeout:g}s (whole-run timeout). " + report.summary
-    elif report.total == 0 and not report.summary:
-        tail = output.decode("utf-8", errors="replace").strip().splitlines()[-5:]
-        report.summary = "no test ran: " + " | ".join(tail)
-    report.summary = report.summary.strip()[:SUMMARY_MAX_CHARS]
-    return report
+            workspace = materialize(suite, task)
+        except BaseException:
+            pristine_ws.cleanup()
+            raise
+        pristine = _files_under(pristine_ws.root)
+        rules = task.rules
+        readonly = {rel: _digest(path) for rel, path in pristine.items() if not rules.may_change(rel, True)}
+        return cls(suite, task, box, workspace, pristine, pristine_ws, readonly)
 
+    @property
+    def root(self) -> Path:
+        return self.workspace.root
 
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    @property
+    def rules(self) -> WriteRules:
+        return self.task.rules
 
+    def refusal(self, rel_path: str) -> tuple[str, str] | None:
+        """(kind, message) when the model may not write `rel_path` (workspace-relative)."""
+        return self.rules.refusal(Path(rel_path).as_posix(), rel_path in self.pristine)
 
-def parse_junit(path: Path) -> TestReport:
-    report = TestReport()
-    try:
-        tree = ET.parse(path)
-    except ET.ParseError as exc:
-        report.summary = f"unreadable JUnit XML: {exc}"
+    def changes(self) -> dict[str, Path | None]:
+        """The model's changes that a test run will see: editable files that differ from the pristine
+        task (None: deleted) and new files where the task allows them. Everything else is ignored."""
+        current = _files_under(self.root)
+        changed: dict[str, Path | None] = {}
+        for rel, path in current.items():
+            original = self.pristine.get(rel)
+            if self.rules.may_change(rel, original is not None) and (original is None or not _same(path, original)):
+                changed[rel] = path
+        for rel in self.pristine:
+            if rel not in current and self.rules.may_change(rel, True):
+                changed[rel] = None
+        return dict(sorted(changed.items()))
+
+    def ignored_changes(self) -> list[str]:
+        """Files the model changed that no test run will see (protected, or new where not allowed)."""
+        current = _files_under(self.root)
+        ignored = [rel for rel, path in current.items()
+                   if not self.rules.may_change(rel, rel in self.pristine)
+                   and (rel not in self.pristine or not _same(path, self.pristine[rel]))]
+        ignored += [rel for rel in self.pristine if rel not in current and not self.rules.may_change(rel, True)]
+        return sorted(ignored)
+
+    def final_diff(self) -> str:
+        """Unified diff (a/ b/ paths, git-apply compatible) of the changes a test run sees."""
+        chunks = []
+        for rel, path in self.changes().items():
+            before = _text(self.pristine.get(rel))
+            after = _text(path)
+            old_name = f"a/{rel}" if rel in self.pristine else "/dev/null"
+            new_name = f"b/{rel}" if path is not None else "/dev/null"
+            chunks.append("".join(difflib.unified_diff(before, after, old_name, new_name)))
+        return "".join(chunks)
+
+    def sealed_copy(self) -> Workspace:
+        """A fresh pristine copy with the model's allowed changes laid over it."""
+        base = Path(tempfile.mkdtemp(prefix="repo-agent-sealed-"))
+        sealed = Workspace(root=base / "ws", task=self.task)
+        assert self._pristine_ws is not None
+        shutil.copytree(self._pristine_ws.root, sealed.root, symlinks=True)
+        for rel, path in self.changes().items():
+            target = sealed.root / rel
+            if path is None:
+                target.unlink(missing_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target, follow_symlinks=False)
+        return sealed
+
+    def run_tests(self, fail_fast: bool = False) -> TestReport:
+        """A sealed test run of the workspace's current state."""
+        with self.sealed_copy() as sealed:
+            readonly = [sealed.root / rel for rel in self._readonly_digests]
+            report = run_tests(sealed.root, self.task.test, fail_fast, sandbox=self.sandbox,
+                               expected=self.task.expected_tests, readonly=readonly)
+            for rel, digest in self._readonly_digests.items():
+                path = sealed.root / rel
+                if not path.is_file() or _digest(path) != digest:
+                    distrust(report, f"read-only file {rel} was changed or removed during the test run")
+            for test_id, seen in report.collected.items():
+                origin = seen.get("defined_in")
+                if origin and origin != "<outside>" and self.rules.may_change(origin, origin in self.pristine):
+                    distrust(report, f"test {test_id} runs code defined in {origin}, a file the model may change")
+                    break
         return report
-    problems: list[str] = []
-    for case in tree.iter("testcase"):
-        name = case.get("name", "?")
-        failure = case.find("failure")
-        error = case.find("error")
-        if case.find("skipped") is not None:
-            report.skipped += 1
-        elif failure is not None or error is not None:
-            node = failure if failure is not None else error
-            message = (node.get("message") or node.text or "").strip().splitlines()
-            first = message[0] if message else ""
-            if "Timeout" in first:
-                report.timeouts += 1
-                report.failed += 1
-                problems.append(f"{name}: timeout")
-            elif failure is not None:
-                report.failed += 1
-                problems.append(f"{name}: {first[:160]}")
-            else:
-                report.errors += 1
-                problems.append(f"{name}: error: {first[:160]}")
-        else:
-            report.passed += 1
-    counts = f"{report.passed} passed, {report.failed} failed"
-    if report.errors:
-        counts += f", {report.errors} errors"
-    if report.timeouts:
-        counts += f" ({report.timeouts} timed out)"
-    shown = "; ".join(problems[:3])
-    more = f"; +{len(problems) - 3} more" if len(problems) > 3 else ""
-    report.summary = f"{counts}" + (f": {shown}{more}" if problems else "")
-    return report
+
+    def cleanup(self) -> None:
+        self.workspace.cleanup()
+        if self._pristine_ws is not None:
+            self._pristine_ws.cleanup()
+
+    def __enter__(self) -> "TaskWorkspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _text(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    return path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)

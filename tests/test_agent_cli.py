@@ -140,3 +140,14 @@ def test_unknown_task_and_provider_are_clear_errors(cli, tmp_path):
     assert result.exit_code != 0 and "no task 'nope'" in result.output
     result = cli("run", "--suite", BUNDLED_SUITE, "--task", "gcd", "--llm-provider", "gpt", "--trace-dir", tmp_path)
     assert result.exit_code != 0 and "--llm-provider" in result.output
+
+
+def test_loop_detection_keys_on_the_action_not_the_call_id(tmp_path):
+    """Native replies carry a fresh id per call: four identical calls are still a loop."""
+    call = {"type": "function", "function": {"name": "read_file", "arguments": json.dumps({"rel_path": "python_programs/gcd.py"})}}
+    replies = [{"content": "", "tool_calls": [dict(call, id=f"call_{i}")]} for i in range(4)]
+    suite = load_suite(BUNDLED_SUITE)
+    config = AgentConfig(max_iters=4, tool_protocol="native", loop_policy="off")
+    trace = run_episode(suite, suite.task("gcd"), ScriptedModel(replies), config, tmp_path / "t.json")
+    assert [s["loop"] for s in trace["steps"]] == [None, "repeat", "repeat", "repeat"]
+    assert trace["metrics"]["loop_detections"] == 3

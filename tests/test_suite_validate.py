@@ -11,7 +11,7 @@ from fixtures_suites import QB_PROGRAMS, write_quixbugs
 from repo_agent.cli import app
 from repo_agent.suites.task import load_suite
 from repo_agent.suites.validate import judge
-from repo_agent.workspace import TestReport
+from repo_agent.testrun import TestReport
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -64,7 +64,7 @@ def test_validate_only_named_tasks(tmp_path):
 
 
 def report(ok: bool, total: int = 3) -> TestReport:
-    return TestReport(passed=total if ok else total - 1, failed=0 if ok else 1)
+    return TestReport(passed=total if ok else total - 1, failed=0 if ok else 1, outcome="passed" if ok else "failed")
 
 
 def test_judge_flags_flaky_sides():
@@ -72,5 +72,5 @@ def test_judge_flags_flaky_sides():
     assert judge([report(False), report(True)], [report(True), report(True)]) == ["flaky: buggy version passed 1/2 runs"]
     problems = judge([report(False), report(False)], [report(True), report(False)])
     assert len(problems) == 1 and problems[0].startswith("flaky: reference fix failed 1/2 runs")
-    silent = TestReport(summary="no test ran: ImportError")
+    silent = TestReport(summary="no test ran: ImportError", outcome="tests_missing")
     assert "collected no test" in judge([silent], [report(True)])[0]

@@ -18,13 +18,15 @@ def ws(tmp_path):
 
 
 def ok(root, name, **args):
-    good, text = run_tool(root, name, args)
+    outcome = run_tool(root, name, args)
+    good, text = outcome.ok, outcome.text
     assert good, text
     return text
 
 
 def refused(root, name, **args):
-    good, text = run_tool(root, name, args)
+    outcome = run_tool(root, name, args)
+    good, text = outcome.ok, outcome.text
     assert not good
     assert text.startswith("ERROR: ")
     return text
@@ -89,3 +91,16 @@ def test_tool_errors_are_messages(ws):
     assert "no such file" in refused(ws, "read_file", rel_path="nope.py")
     assert "directory" in refused(ws, "read_file", rel_path="pkg")
     assert "invalid regular expression" in refused(ws, "grep", pattern="(")
+
+
+def test_a_runaway_pattern_is_a_tool_error_not_a_stuck_worker(tmp_path):
+    import time
+
+    from repo_agent.tools import GREP_TIME_LIMIT_S, run_tool
+
+    (tmp_path / "words.txt").write_text("\n".join("a" * 60 + "b" for _ in range(10)))
+    started = time.monotonic()
+    outcome = run_tool(tmp_path, "grep", {"pattern": r"(a|aa)+$"})  # exponential backtracking: years with `re`
+    assert time.monotonic() - started < GREP_TIME_LIMIT_S + 20  # the timeout is checked periodically
+    assert not outcome.ok and "took longer than" in outcome.text
+    assert run_tool(tmp_path, "grep", {"pattern": r"a{60}b$"}).text.count("words.txt:") == 10

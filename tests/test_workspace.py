@@ -1,11 +1,13 @@
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from repo_agent.suites.task import TestSpec, load_suite
-from repo_agent.workspace import apply_reference, materialize, run_tests
+from repo_agent.testrun import run_tests
+from repo_agent.workspace import apply_reference, materialize
 
 from conftest import BUNDLED_SUITE
 
@@ -14,6 +16,19 @@ def write_tests(root: Path, body: str) -> TestSpec:
     root.mkdir(parents=True, exist_ok=True)
     (root / "test_it.py").write_text(body)
     return TestSpec(args=("test_it.py",), per_test_timeout=2, total_timeout=20)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes() and pid_alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 def pid_alive(pid: int) -> bool:
@@ -26,7 +41,7 @@ def pid_alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_counts_and_summary_from_junit(tmp_path):
+def test_counts_and_summary_of_a_test_run(tmp_path):
     spec = write_tests(tmp_path, (
         "import pytest\n"
         "def test_ok(): assert 1\n"
@@ -38,7 +53,8 @@ def test_counts_and_summary_from_junit(tmp_path):
     report = run_tests(tmp_path, spec)
     assert (report.passed, report.failed, report.skipped, report.timeouts) == (1, 2, 1, 1)
     assert not report.ok
-    assert report.snippet().startswith("[TESTS FAIL] 1 passed, 2 failed (1 timed out)")
+    assert report.snippet().startswith("[TESTS FAIL] 1 passed, 2 failed, 1 skipped (1 timed out)")
+    assert report.outcome == "failed"
     assert "test_bad" in report.summary and "test_hang: timeout" in report.summary
 
 
@@ -49,27 +65,25 @@ def test_fail_fast_stops_at_first_failure(tmp_path):
 
 
 def test_whole_run_timeout_kills_the_process_group(tmp_path):
-    pid_file = tmp_path / "child.pid"
+    marker = f"survivor-{uuid.uuid4().hex}"  # pids inside the sandbox's pid namespace mean nothing here
     spec = write_tests(tmp_path, (
         "import subprocess, time, signal\n"
         "def test_spawn_and_hang():\n"
         "    signal.signal(signal.SIGALRM, signal.SIG_IGN)  # defeat the per-test timeout\n"
-        f"    child = subprocess.Popen(['sleep', '300'])\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        f"    subprocess.Popen(['sleep', '300', '{marker}'])\n"
         "    time.sleep(300)\n"
     ))
     spec = TestSpec(args=spec.args, per_test_timeout=1, total_timeout=4)
     started = time.monotonic()
     report = run_tests(tmp_path, spec)
     assert time.monotonic() - started < 30
-    assert report.run_timed_out and not report.ok
+    assert report.run_timed_out and not report.ok and report.outcome == "error"
     assert "whole-run timeout" in report.snippet()
-    child = int(pid_file.read_text())
     for _ in range(50):
-        if not pid_alive(child):
+        if not processes_with(marker):
             break
         time.sleep(0.1)
-    assert not pid_alive(child), "a process spawned by the tests survived the run"
+    assert not processes_with(marker), "a process spawned by the tests survived the run"
 
 
 def test_environment_is_scrubbed_of_secrets(tmp_path, monkeypatch):

@@ -64,6 +64,7 @@ def build_bugsinpy(
     use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv (no pip, no setup.sh).")] = False,
     pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
     per_test_timeout: PerTestTimeoutOpt = None,
+    sandbox: O.SandboxOpt = "auto",
 ) -> None:
     """One task per bug: the project at the buggy commit plus the fixed commit's tests; defective bugs are reported and skipped."""
     from rich.progress import Progress
@@ -77,7 +78,9 @@ def build_bugsinpy(
         use_current_python=use_current_python, pythons_dir=pythons_dir,
         per_test_timeout=per_test_timeout or 60.0,
         bugs=tuple(b.strip() for b in (bugs or "").split(",") if b.strip()),
+        sandbox=sandbox,
     )
+    _check_sandbox(sandbox)
     names = [p.strip() for p in projects.split(",") if p.strip()]
     try:
         with Progress(console=console, transient=True) as progress:
@@ -153,6 +156,8 @@ def validate(
     per_test_timeout: PerTestTimeoutOpt = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Validate only this task (repeatable).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the per-task results as JSON here.")] = None,
+    record_tests: Annotated[bool, typer.Option("--record-tests", help="Record in the suite file the tests each valid task's reference run passes (its expected tests: a verdict then passes only if all of them ran and passed, with the same parameters). Derived _train/_test suites beside it are split again.")] = False,
+    sandbox: O.SandboxOpt = "auto",
 ) -> None:
     """For every task the buggy version must fail and the reference fix must pass, each run twice; exits 1 if any task is invalid."""
     import time
@@ -168,11 +173,14 @@ def validate(
             [loaded.task(t) for t in task]
     except (SuiteError, KeyError) as exc:
         _fail(str(exc))
+    if record_tests and loaded.derived_from is not None:
+        _fail(f"{suite} is a derived suite; record tests on its parent {loaded.derived_from.get('path')} (derived suites are never edited)")
+    _check_sandbox(sandbox)
     problems = static_problems(loaded)
     if problems:
         _fail("the suite is broken before any test runs:\n  " + "\n  ".join(problems))
     options = ValidateOptions(repeats=repeats, num_workers=num_workers, fail_fast=fail_fast,
-                              per_test_timeout=per_test_timeout)
+                              per_test_timeout=per_test_timeout, sandbox=sandbox, record_tests=record_tests)
     started = time.monotonic()
     with Progress(console=console, transient=True) as progress:
         job = progress.add_task(f"validating {loaded.suite_id}", total=len(task or loaded.tasks))
@@ -185,7 +193,33 @@ def validate(
             "suite_id": loaded.suite_id, "valid": sum(r.valid for r in results), "total": len(results),
             "wall_time_s": round(wall, 3), "options": options.__dict__, "tasks": [r.to_dict() for r in results],
         }, indent=2))
+    if record_tests:
+        _record_tests(loaded, suite, results)
     raise typer.Exit(0 if all(r.valid for r in results) else 1)
+
+
+def _check_sandbox(mode: str) -> None:
+    from ..sandbox import SandboxUnavailable, resolve_sandbox
+
+    try:
+        resolve_sandbox(mode)
+    except (SandboxUnavailable, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _record_tests(loaded, path: Path, results: list) -> None:
+    from ..suites.split import SIDES, derived_path, split_suite_file
+    from ..suites.task import load_suite, save_suite
+    from ..suites.validate import with_expected_tests
+
+    updated, count = with_expected_tests(loaded, results)
+    save_suite(updated, path)
+    console.print(f"recorded expected tests of {count} task(s) in {path}")
+    siblings = [derived_path(path, side) for side in SIDES if derived_path(path, side).is_file()]
+    if siblings:
+        train_pct = int(load_suite(siblings[0]).derived_from["train_pct"])
+        for side, out in split_suite_file(path, train_pct).paths.items():
+            console.print(f"re-derived {out} ({side})")
 
 
 def _print_results(suite_id: str, results: list, wall: float) -> None:

@@ -167,7 +167,10 @@ def iter_states(trace: dict[str, Any], fmt: str) -> Iterator[tuple[int, dict[str
 
 
 def rollout_passed(trace: dict[str, Any]) -> bool:
-    return bool((trace.get("metrics") or {}).get("passed") or (trace.get("verdict") or {}).get("passed_verdict"))
+    """The sealed verdict passed (traces older than sealed verdicts: their pass flag)."""
+    from ..testrun import verdict_outcome
+
+    return verdict_outcome(trace.get("verdict")) == "passed"
 
 
 def tool_name(step: dict[str, Any]) -> str:
@@ -183,6 +186,8 @@ def removal_reason(step: dict[str, Any], action: P.Action | None, passed: bool, 
     """Why step `step` is not a target (one reason, checked in a fixed order), or None to keep it."""
     if action is None:
         return "parse_error"
+    if step.get("refused"):
+        return "refused_write"  # never taught, whatever the filters: the task forbade it
     if options.require_success and not passed:
         return "rollout_failed"
     if options.require_valid_tool_ok and step.get("tool_ok") is False:

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from ..testrun import OUTCOMES, verdict_outcome
+
 # name -> (numerator field, denominator field, description). Order is the display order.
 RATIO_METRICS: dict[str, tuple[str, str, str]] = {
     "pass_rate": ("passes", "runs", "share of rollouts whose final driver-run tests pass"),
@@ -20,6 +22,8 @@ RATIO_METRICS: dict[str, tuple[str, str, str]] = {
     "parse_errors_per_run": ("parse_errors", "runs", "parse errors per rollout"),
     "runs_with_parse_error": ("runs_with_parse_error", "runs", "share of rollouts with at least one parse error"),
     "runs_writing_file": ("runs_writing_file", "runs", "share of rollouts that ever call write_file"),
+    "refused_writes_per_run": ("refused_writes", "runs", "writes the task did not allow (tests, test data, new files) per rollout"),
+    "runs_tampering": ("runs_tampering", "runs", "share of rollouts that tried to write a protected file (tests, test data, config)"),
     "loop_detections_per_run": ("loop_detections", "runs", "loop detections per rollout"),
     "avg_steps": ("steps", "runs", "agent steps per rollout"),
     "tokens_in_per_run": ("tokens_in", "runs", "prompt tokens per rollout"),
@@ -28,7 +32,7 @@ RATIO_METRICS: dict[str, tuple[str, str, str]] = {
 }
 # Lower is better for these; higher for the rest (used only to word comparisons).
 LOWER_IS_BETTER = {"parse_error_rate", "parse_errors_per_run", "runs_with_parse_error", "loop_detections_per_run",
-                   "avg_steps", "tokens_in_per_run", "tokens_out_per_run", "wall_time_s_per_run"}
+                   "refused_writes_per_run", "runs_tampering", "avg_steps", "tokens_in_per_run", "tokens_out_per_run", "wall_time_s_per_run"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class Outcome:
     tokens_out: int
     wall_time_s: float
     model_time_s: float = 0.0
+    outcome: str = "failed"  # the sealed verdict: passed | failed | tests_missing | error
+    refused_writes: int = 0
+    tampered: bool = False
 
 
 @dataclass
@@ -63,6 +70,9 @@ class TaskTotals:
     tokens_out: int = 0
     wall_time_s: float = 0.0
     model_time_s: float = 0.0
+    refused_writes: int = 0
+    runs_tampering: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
     stop_reasons: dict[str, int] = field(default_factory=dict)
     outcomes: list[bool] = field(default_factory=list)  # pass/fail by rollout index order
 
@@ -78,6 +88,9 @@ class TaskTotals:
         self.tokens_out += outcome.tokens_out
         self.wall_time_s += outcome.wall_time_s
         self.model_time_s += outcome.model_time_s
+        self.refused_writes += outcome.refused_writes
+        self.runs_tampering += outcome.tampered
+        self.verdicts[outcome.outcome] = self.verdicts.get(outcome.outcome, 0) + 1
         self.stop_reasons[outcome.stop_reason] = self.stop_reasons.get(outcome.stop_reason, 0) + 1
 
 
@@ -96,10 +109,15 @@ def outcome_from_trace(trace: dict[str, Any]) -> Outcome:
     metrics = trace.get("metrics") or {}
     verdict = trace.get("verdict") or {}
     tool_names = [s["action"].get("name") for s in steps if isinstance(s.get("action"), dict)]
+    refused = [s.get("refused") for s in steps if s.get("refused")]
+    outcome = verdict_outcome(verdict)
     return Outcome(
         task_id=trace["task_id"],
         rollout_index=_count(trace.get("rollout_index")),
-        passed=bool(verdict.get("passed_verdict")),
+        passed=outcome == "passed",
+        outcome=outcome,
+        refused_writes=len(refused),
+        tampered="protected" in refused,
         stop_reason=str(trace.get("stop_reason") or "unknown"),
         steps=len(steps),
         parse_errors=sum(1 for s in steps if s.get("parse_error")),
@@ -115,10 +133,14 @@ def outcome_from_trace(trace: dict[str, Any]) -> Outcome:
 def outcome_from_row(row: dict[str, Any]) -> Outcome:
     """From a results.jsonl row (written by rollouts.py from the episode's own metrics)."""
     m = row.get("metrics") or {}
+    outcome = str(row.get("outcome") or m.get("outcome") or ("passed" if row.get("passed") else "failed"))
     return Outcome(
         task_id=row["task_id"],
         rollout_index=_count(row.get("rollout_index")),
-        passed=bool(row.get("passed")),
+        passed=outcome == "passed",
+        outcome=outcome,
+        refused_writes=_count(m.get("refused_writes")),
+        tampered=bool(m.get("tampered")),
         stop_reason=str(row.get("stop_reason") or "unknown"),
         steps=_count(m.get("steps")),
         parse_errors=_count(m.get("parse_errors")),
@@ -194,6 +216,8 @@ def summarize_totals(totals: Iterable[TaskTotals]) -> dict[str, Any]:
         summary[metric] = None if value is None else round(value, 6)
     summary.update({k: round(v, 6) for k, v in pass_at_k_values(items).items()})
     summary["stop_reasons"] = _stop_reasons(items)
+    summary["refused_writes"] = sum(t.refused_writes for t in items)
+    summary["verdicts"] = {o: sum(t.verdicts.get(o, 0) for t in items) for o in OUTCOMES}
     return summary
 
 

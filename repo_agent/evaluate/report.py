@@ -143,7 +143,10 @@ def render_report_markdown(report: dict[str, Any]) -> str:
     rows = [[name, o.get(name), desc] for name, (_, _, desc) in RATIO_METRICS.items()]
     rows += [[k, v, "chance that at least one of k rollouts passes (unbiased estimator, mean over tasks)"]
              for k, v in o.items() if k.startswith("pass@")]
-    rows += [["parse errors (count)", o["parse_errors"], "all rollouts"],
+    rows += [["verdicts", ", ".join(f"{k} {v}" for k, v in (o.get("verdicts") or {}).items()),
+              "sealed verdicts: passed / failed / tests_missing (tests vanished) / error (run broke or was tampered with)"],
+             ["refused writes (count)", o.get("refused_writes", 0), "writes to tests, test data, config or new files; refused"],
+             ["parse errors (count)", o["parse_errors"], "all rollouts"],
              ["loop detections (count)", o["loop_detections"], "all rollouts"],
              ["tokens in / out", f"{o['tokens_in']} / {o['tokens_out']}", "all rollouts"],
              ["rollout wall time (s)", o["wall_time_s"], "sum over rollouts"],
@@ -152,11 +155,12 @@ def render_report_markdown(report: dict[str, Any]) -> str:
     out += ["", "Stop reasons: " + (", ".join(f"{k} {v}" for k, v in o["stop_reasons"].items()) or "-"), ""]
     out += ["## Per task", ""]
     task_rows = [[tid, t["rollouts"], t["pass_rate"], t["parse_errors"], t["parse_error_rate"], t["runs_writing_file"],
-                  t["avg_steps"], t["loop_detections"], f"{t['tokens_in']}/{t['tokens_out']}",
+                  t.get("refused_writes", 0), t["avg_steps"], t["loop_detections"], f"{t['tokens_in']}/{t['tokens_out']}",
+                  ", ".join(f"{k} {v}" for k, v in (t.get("verdicts") or {}).items() if v),
                   ", ".join(f"{k} {v}" for k, v in t["stop_reasons"].items())]
                  for tid, t in report["per_task"].items()]
-    out.append(_table(["task", "runs", "pass rate", "parse errors", "per step", "wrote file", "avg steps", "loops",
-                       "tokens in/out", "stop reasons"], task_rows))
+    out.append(_table(["task", "runs", "pass rate", "parse errors", "per step", "wrote file", "refused writes", "avg steps",
+                       "loops", "tokens in/out", "verdicts", "stop reasons"], task_rows))
     if report["problems"]:
         out += ["", "## Skipped files", ""] + [f"- {p}" for p in report["problems"]]
     return "\n".join(out) + "\n"

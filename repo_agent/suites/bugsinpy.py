@@ -41,6 +41,7 @@ class BuildOptions:
     per_test_timeout: float = 60.0
     total_timeout: float = 600.0
     bugs: tuple[str, ...] = ()  # restrict to these bug ids (all when empty)
+    sandbox: str = "auto"  # setup.sh runs contained (network allowed: it may pip install)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def build_task(repo, bug: BugRecord, work: Path, task_id: str, options: BuildOpt
             notes.append(interpreter.warning)
         python = ensure_venv(work, bug.project, interpreter, requirements).python
         if bug.setup_sh.strip() and not (bug_dir / "setup.done").is_file():
-            run_setup(bug.setup_sh, buggy, Path(python).parent)
+            run_setup(bug.setup_sh, buggy, Path(python).parent, options.sandbox)
             (bug_dir / "setup.done").write_text("ok\n")
     base = f"{bug.project}/{bug.bug_id}/buggy"
     targets = tuple(c.path for c in changes)
@@ -154,6 +155,7 @@ def build_task(repo, bug: BugRecord, work: Path, task_id: str, options: BuildOpt
         reference=tuple((t, f"{bug.project}/{bug.bug_id}/fixed/{t}") for t in targets),
         test=TestSpec(args=node_ids, per_test_timeout=options.per_test_timeout,
                       total_timeout=options.total_timeout, python=python),
+        protected=tuple(dict.fromkeys(bug.test_files)),
         meta=tuple(sorted({"project": bug.project, "bug_id": bug.bug_id, "python_version": bug.python_version,
                            "buggy_commit": bug.buggy_commit, "fixed_commit": bug.fixed_commit}.items())),
         base=base,
@@ -209,12 +211,22 @@ def write_reference(buggy: Path, fixed: Path, patch: str, paths: list[str]) -> N
             shutil.copy2(scratch / rel, fixed / rel)
 
 
-def run_setup(script: str, cwd: Path, venv_bin: Path) -> None:
-    env = dict(os.environ, PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(venv_bin.parent),
-               PIP_CONFIG_FILE=os.devnull)
+def run_setup(script: str, cwd: Path, venv_bin: Path, sandbox: str = "auto") -> None:
+    """The bug's setup.sh, inside the sandbox: only the snapshot and the venv are writable; network is
+    allowed (it may pip install), secrets are not passed."""
+    from ..sandbox import interpreter_folders, resolve_sandbox
+    from ..testrun import scrubbed_env
+
+    env = scrubbed_env({"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv_bin.parent),
+                        "PIP_CONFIG_FILE": os.devnull})
     env.pop("PIP_FIND_LINKS", None)
+    box = resolve_sandbox(sandbox)
+    if box.isolated:
+        env["HOME"] = "/tmp/home"
+    command = box.wrap(["bash", "-e", "-c", script], workdir=cwd, writable=[venv_bin.parent], network=True,
+                       visible=interpreter_folders(str(venv_bin / "python")))
     try:
-        proc = subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=SETUP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BugDefect(f"setup.sh did not finish in {SETUP_TIMEOUT_S}s") from None

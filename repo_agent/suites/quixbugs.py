@@ -16,6 +16,9 @@ from .task import Suite, TaskSpec, TestSpec
 
 NOT_TASKS = {"node"}
 TESTCASE_HELPERS = ("load_testdata.py", "node.py")
+# The model may change programs only; tests, their helpers and data, and the root conftest are protected.
+QUIXBUGS_EDITABLE = ("python_programs/",)
+QUIXBUGS_PROTECTED = ("python_testcases/", "json_testcases/", "conftest.py")
 
 
 QUIXBUGS_URL = "https://github.com/jkoppel/QuixBugs"
@@ -87,6 +90,8 @@ def quixbugs_task(root: Path, suite_id: str, name: str, per_test_timeout: float,
         target_files=(program,),
         reference=((program, f"correct_python_programs/{name}.py"),),
         test=TestSpec(args=(test_file,), per_test_timeout=per_test_timeout, total_timeout=total_timeout),
+        editable=QUIXBUGS_EDITABLE,
+        protected=QUIXBUGS_PROTECTED,
     )
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from .rules import DEFAULT_EDITABLE, WriteRules
 
 SUITE_SCHEMA = "repo-agent/suite"
-SUITE_SCHEMA_VERSION = 1
+SUITE_SCHEMA_VERSION = 2  # 2: per-task editable/protected/new_files rules and expected_tests
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,24 @@ class TaskSpec:
     split: str | None = None
     meta: tuple[tuple[str, Any], ...] = ()
     base: str = "."  # folder under the suite root whose contents become the workspace root
-
+    # What the model may change (gitignore-style patterns; see rules.py). Protected always includes
+    # rules.DEFAULT_PROTECTED and the files named by the test arguments.
+    editable: tuple[str, ...] = DEFAULT_EDITABLE
+    protected: tuple[str, ...] = ()
+    new_files: tuple[str, ...] = ()
+    # (test id, parameter digest or None, file defining the test or None), from the reference run
+    # (`suite validate --record-tests`); None when unknown. A verdict passes only if all of them pass.
+    expected_tests: tuple[tuple[str, str | None, str | None], ...] | None = None
 
     @property
     def name(self) -> str:
         return self.task_id.split("/")[-1]
+
+    @property
+    def rules(self) -> WriteRules:
+        test_files = tuple(a.split("::")[0] for a in self.test.args if not a.startswith("-"))
+        return WriteRules(editable=self.editable, protected=tuple(dict.fromkeys(self.protected + test_files)),
+                          new_files=self.new_files)
 
 
 @dataclass(frozen=True)
@@ -85,10 +99,21 @@ def task_to_dict(task: TaskSpec) -> dict[str, Any]:
     data["reference"] = [list(pair) for pair in task.reference]
     data["meta"] = dict(task.meta)
     data["test"]["env"] = dict(task.test.env)
+    data["editable"], data["protected"], data["new_files"] = list(task.editable), list(task.protected), list(task.new_files)
+    data["expected_tests"] = None if task.expected_tests is None else {
+        test_id: {"params": params, "defined_in": defined_in} for test_id, params, defined_in in task.expected_tests}
     return data
 
 
-def task_from_dict(data: dict[str, Any]) -> TaskSpec:
+def _expected_tests(value: Any) -> tuple[tuple[str, str | None, str | None], ...] | None:
+    if value is None:
+        return None
+    return tuple((str(test_id), (info or {}).get("params"), (info or {}).get("defined_in"))
+                 for test_id, info in value.items())
+
+
+def task_from_dict(data: dict[str, Any], default_protected: tuple[str, ...] = ()) -> TaskSpec:
+    """`default_protected` fills in `protected` for records written before the field existed."""
     test = dict(data["test"])
     test["args"] = tuple(test["args"])
     test["env"] = tuple(sorted((test.get("env") or {}).items()))
@@ -102,6 +127,10 @@ def task_from_dict(data: dict[str, Any]) -> TaskSpec:
         split=data.get("split"),
         meta=tuple(sorted((data.get("meta") or {}).items())),
         base=data.get("base", "."),
+        editable=tuple(data.get("editable") or DEFAULT_EDITABLE),
+        protected=tuple(data["protected"]) if "protected" in data else default_protected,
+        new_files=tuple(data.get("new_files") or ()),
+        expected_tests=_expected_tests(data.get("expected_tests")),
     )
 
 
@@ -140,9 +169,10 @@ def load_suite(path: str | Path) -> Suite:
     root = Path(data["root"])
     if not root.is_absolute():
         root = (path.parent / root).resolve()
+    defaults = kind_default_protected(data.get("kind", "unknown"))
     try:
-        tasks = tuple(task_from_dict(t) for t in data["tasks"])
-    except (KeyError, TypeError) as exc:
+        tasks = tuple(task_from_dict(t, defaults) for t in data["tasks"])
+    except (KeyError, TypeError, AttributeError) as exc:
         raise SuiteError(f"{path}: malformed task record ({exc})") from None
     return Suite(
         suite_id=data["suite_id"],
@@ -153,6 +183,15 @@ def load_suite(path: str | Path) -> Suite:
         source=data.get("source") or {},
         derived_from=data.get("derived_from"),
     )
+
+
+def kind_default_protected(kind: str) -> tuple[str, ...]:
+    """The builder's protected patterns for suite files written before tasks recorded their own."""
+    if kind == "quixbugs":
+        from .quixbugs import QUIXBUGS_PROTECTED
+
+        return QUIXBUGS_PROTECTED
+    return ()
 
 
 def suite_bytes(suite: Suite, out_path: Path) -> bytes:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..workspace import TestReport, apply_reference, materialize, run_tests
+from ..testrun import TestReport
+from ..workspace import TaskWorkspace
 from .task import Suite, TaskSpec
 
 
@@ -23,6 +24,8 @@ class ValidateOptions:
     num_workers: int = 2
     fail_fast: bool = True  # buggy runs stop at the first failing test
     per_test_timeout: float | None = None  # override the tasks' own per-test timeout
+    sandbox: str = "auto"
+    record_tests: bool = False  # learn each task's expected tests from its reference runs
 
 
 @dataclass
@@ -32,6 +35,7 @@ class TaskValidation:
     reference: list[TestReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    expected_tests: tuple[tuple[str, str | None, str | None], ...] | None = None  # learnt (record_tests)
 
     @property
     def valid(self) -> bool:
@@ -50,6 +54,7 @@ class TaskValidation:
             "duration_s": round(self.duration_s, 3),
             "buggy": [r.to_dict() for r in self.buggy],
             "reference": [r.to_dict() for r in self.reference],
+            "expected_tests": None if self.expected_tests is None else len(self.expected_tests),
         }
 
 
@@ -63,33 +68,61 @@ def judge(buggy: list[TestReport], reference: list[TestReport]) -> list[str]:
     silent = [r for r in buggy if not r.ok and r.total == 0 and not r.run_timed_out]
     if silent:
         problems.append(f"buggy run collected no test ({silent[0].summary})")
+    untrusted = [r for r in buggy if r.integrity]
+    if untrusted:
+        problems.append(f"buggy run not trusted ({untrusted[0].summary})")
     failing = [r for r in reference if not r.ok]
     if failing:
         kind = "flaky: " if len(failing) < len(reference) else ""
-        problems.append(f"{kind}reference fix failed {len(failing)}/{len(reference)} runs ({failing[0].summary})")
+        problems.append(f"{kind}reference fix failed {len(failing)}/{len(reference)} runs ({failing[0].outcome}: {failing[0].summary})")
     return problems
+
+
+def learn_expected_tests(reference: list[TestReport]) -> tuple[tuple[str, str | None, str | None], ...] | None:
+    """The tests that passed in every reference run, with what each run saw of them (a fingerprint
+    that differs between runs is not kept)."""
+    if not reference or not all(r.ok for r in reference):
+        return None
+    passed = [t for t, s in reference[0].tests.items() if all(r.tests.get(t) == "passed" for r in reference)]
+    learnt = []
+    for test_id in sorted(passed):
+        seen = [r.collected.get(test_id) or {} for r in reference]
+        params = {s.get("params") for s in seen}
+        defined_in = {s.get("defined_in") for s in seen}
+        learnt.append((test_id, params.pop() if len(params) == 1 else None,
+                       defined_in.pop() if len(defined_in) == 1 else None))
+    return tuple(learnt) or None
 
 
 def validate_task(suite: Suite, task: TaskSpec, options: ValidateOptions) -> TaskValidation:
     if options.per_test_timeout is not None:
         task = replace(task, test=replace(task.test, per_test_timeout=options.per_test_timeout))
+    if options.record_tests:
+        task = replace(task, expected_tests=None)  # learn them afresh from the reference runs
     result = TaskValidation(task_id=task.task_id)
     try:
         for _ in range(options.repeats):
-            result.buggy.append(_run(suite, task, fixed=False, fail_fast=options.fail_fast))
-            result.reference.append(_run(suite, task, fixed=True, fail_fast=False))
+            result.buggy.append(_run(suite, task, fixed=False, fail_fast=options.fail_fast, sandbox=options.sandbox))
+            result.reference.append(_run(suite, task, fixed=True, fail_fast=False, sandbox=options.sandbox))
     except Exception as exc:  # a broken task record must not stop the others
         result.error = f"{type(exc).__name__}: {exc}"
         return result
     result.problems = judge(result.buggy, result.reference)
+    if options.record_tests and not result.problems:
+        result.expected_tests = learn_expected_tests(result.reference)
     return result
 
 
-def _run(suite: Suite, task: TaskSpec, fixed: bool, fail_fast: bool) -> TestReport:
-    with materialize(suite, task) as workspace:
+def _run(suite: Suite, task: TaskSpec, fixed: bool, fail_fast: bool, sandbox: str) -> TestReport:
+    """One sealed run of the buggy task, or of the reference fix written as the model would write it."""
+    with TaskWorkspace.create(suite, task, sandbox) as env:
         if fixed:
-            apply_reference(suite, workspace)
-        return run_tests(workspace.root, task.test, fail_fast=fail_fast)
+            for ws_path, text in suite.reference_text(task).items():
+                refusal = env.refusal(ws_path)
+                if refusal:
+                    raise ValueError(f"the reference fix writes {ws_path}, which the task does not let a model change ({refusal[1]})")
+                (env.root / ws_path).write_text(text, encoding="utf-8")
+        return env.run_tests(fail_fast=fail_fast)
 
 
 def validate_suite(suite: Suite, options: ValidateOptions, task_ids: list[str] | None = None,
@@ -132,3 +165,10 @@ def static_problems(suite: Suite) -> list[str]:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def with_expected_tests(suite: Suite, results: list[TaskValidation]) -> tuple[Suite, int]:
+    """The suite with the expected tests learnt by `record_tests` (tasks without any keep theirs)."""
+    learnt = {r.task_id: r.expected_tests for r in results if r.expected_tests}
+    tasks = tuple(replace(t, expected_tests=learnt[t.task_id]) if t.task_id in learnt else t for t in suite.tasks)
+    return replace(suite, tasks=tasks), len(learnt)

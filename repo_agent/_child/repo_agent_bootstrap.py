@@ -1,0 +1,78 @@
+"""Runs first in the test process (Python >= 3.6): limits, the write guard, then pytest.
+
+Called as `python -c "<adds this folder to sys.path; imports this module>" CONFIG_JSON PYTEST_ARGS...`.
+pytest and the results plugin are imported while the workspace is NOT on sys.path, so a workspace file
+named like them cannot stand in for them; the workspace goes back on sys.path before the tests load.
+"""
+
+import json
+import os
+import resource
+import sys
+
+
+def _limit(name, value):
+    if value is None or not hasattr(resource, name):
+        return
+    try:
+        resource.setrlimit(getattr(resource, name), (value, value))
+    except (ValueError, OSError):
+        pass
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _install_write_guard(protected):
+    """An audit hook refusing Python-level writes to protected files (a second layer, for runs
+    without bubblewrap; bubblewrap's read-only binds are the first). Python >= 3.8 only."""
+    if not protected or not hasattr(sys, "addaudithook"):
+        return
+    realpath, fsdecode = os.path.realpath, os.fsdecode
+    guarded = frozenset(protected)
+
+    def target(path):
+        if isinstance(path, int):
+            return None
+        try:
+            return realpath(fsdecode(path))
+        except (TypeError, ValueError):
+            return None
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & _WRITE_FLAGS)
+            paths = [path] if writing else []
+        elif event in ("os.remove", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree"):
+            paths = [args[0]]
+        elif event in ("os.rename", "os.link", "os.symlink"):
+            paths = [args[0], args[1]]
+        else:
+            return
+        for path in paths:
+            if target(path) in guarded:
+                raise PermissionError("repo-agent: protected test file is read-only: {}".format(path))
+
+    sys.addaudithook(hook)
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    _limit("RLIMIT_AS", config.get("memory_bytes"))
+    _limit("RLIMIT_CPU", config.get("cpu_seconds"))
+    _limit("RLIMIT_FSIZE", config.get("file_bytes"))
+    _limit("RLIMIT_NPROC", config.get("max_processes"))
+    workspace_entries = [p for p in sys.path if p in ("", os.getcwd())]
+    sys.path[:] = [p for p in sys.path if p not in workspace_entries]
+    import pytest
+    import pytest_timeout  # noqa: F401  (fails loudly here, not as a vanished test run)
+    import repo_agent_results  # noqa: F401  (reads its key before any test code can run)
+
+    sys.path[0:0] = workspace_entries
+    _install_write_guard(config.get("protected") or [])
+    sys.exit(pytest.main(sys.argv[2:] + ["-p", "repo_agent_results"]))
+
+
+main()
