@@ -269,11 +269,17 @@ def load_comparison_file(folder: Path) -> tuple[dict[str, Any] | None, str | Non
 
 
 def resolve_recorded_path(recorded: Any, folder: Path) -> Path | None:
-    """A run path as `report compare` recorded it (relative to the directory it was run from): tried as
-    given, then against the comparison folder and each folder above it."""
+    """A run path as `report compare` recorded it (as typed, relative to where it was run). Comparisons
+    travel with their runs, so the folder it sits in (its default place is CANDIDATE/comparison) and its
+    siblings of the same name come first; then the path as recorded, from here and from each folder above."""
     if not isinstance(recorded, str) or not recorded:
         return None
     candidate = Path(recorded)
+    near = [folder.parent] if folder.parent.name == candidate.name else []
+    near.append(folder.parent / candidate.name)
+    for path in near:
+        if candidate.name and is_run_dir(path):
+            return path
     if candidate.is_absolute():
         return candidate if candidate.is_dir() else None
     for base in [Path.cwd(), folder, *folder.resolve().parents]:

@@ -93,7 +93,7 @@ class PageWriter:
         return target
 
 
-STATIC_FILES = ("view.css", "view.js")
+STATIC_FILES = ("view.css", "view.js", "favicon.svg")
 
 
 def static_text(name: str) -> str:
