@@ -298,3 +298,66 @@ def test_serve_binds_loopback_only_and_serves_the_site(site):
     finally:
         server.shutdown()
         server.server_close()
+
+
+HOSTILE = "</script><script>alert(9)</script>"
+
+
+def _hostile_traces():
+    from hypothesis import strategies as st
+
+    from repo_agent.traces import TRACE_SCHEMA
+    from repo_agent.view.rollout import STEP_KEYS, TRACE_KEYS, VERDICT_KEYS
+
+    text = st.text(max_size=20) | st.just(HOSTILE)
+    leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | text
+    value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+                         max_leaves=6)
+    step = st.dictionaries(st.sampled_from(sorted(STEP_KEYS)) | text, value, max_size=8) | value
+    verdict = st.dictionaries(st.sampled_from(sorted(VERDICT_KEYS)) | text, value, max_size=6) | value
+    optional = {key: value for key in sorted(TRACE_KEYS - {"schema", "task_id", "steps", "verdict"})}
+    optional["verdict"] = verdict
+    return st.fixed_dictionaries({"schema": st.just(TRACE_SCHEMA), "task_id": text, "steps": st.lists(step, max_size=4)},
+                                 optional=optional)
+
+
+def test_any_shape_of_trace_renders_and_stays_inert():
+    """Traces are data from disk: wrong types in any field (old, new, hand-edited or hostile) must render, and
+    nothing in them may open or close a script element."""
+    from hypothesis import given, settings
+
+    from repo_agent.view.load import Rollout
+    from repo_agent.view.render import Clipper, environment
+    from repo_agent.view.rollout import cell_summary, rollout_view
+
+    template = environment().get_template("rollout.html")
+
+    @settings(max_examples=150, deadline=None)
+    @given(_hostile_traces())
+    def check(trace):
+        rollout = Rollout(task_id=str(trace["task_id"]), index=0, key="k", path=Path("k.json"), trace=trace)
+        cell_summary(rollout)
+        html = template.render(root="", clip=Clipper(50), generated_by="test", r=rollout_view(rollout), run_name="run",
+                               raw_href=None, raw_preview=None)
+        assert html.count("</script>") == 2 and html.count("<script") == 2
+
+    check()
+
+
+def test_damaged_config_and_comparison_files_are_reported_not_fatal(runs, cli, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["scripted"], run)
+    (run / "config.json").write_text('{"schema": "repo-agent/run", "suite": ')
+    compare = tmp_path / "cmp"
+    compare.mkdir()
+    (compare / "comparison.json").write_text(json.dumps({"baseline": {"path": 5}, "candidate": "x", "warnings": "w",
+                                                         "metrics": {"pass_rate": {"ci_low": "a"}}, "per_task": [1]}))
+    out = tmp_path / "site"
+    result = cli("view", run, compare, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "config.json is unreadable" in text_of(out / "run-run" / "index.html")
+    assert len(re.findall(r'<tr class="task-row"', (out / "run-run" / "index.html").read_text())) == len(TASKS)
+    side = text_of(out / "compare-cmp" / "index.html")
+    assert "baseline run folder 5 was not found" in side and "candidate run folder None was not found" in side

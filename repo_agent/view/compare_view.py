@@ -69,7 +69,7 @@ def comparison_context(c: ComparisonData, title: str) -> dict[str, Any]:
         "suite_id": stats.get("suite_id") or (c.baseline.suite_id if c.baseline else None),
         "baseline": _side(c.baseline, c.stats, "baseline", "../"),
         "candidate": _side(c.candidate, c.stats, "candidate", "../"),
-        "notes": c.notes, "warnings": [str(w) for w in stats.get("warnings") or []],
+        "notes": c.notes, "warnings": [str(w) for w in stats.get("warnings") or [] if isinstance(stats.get("warnings"), list)],
         "verdict": stats.get("verdict"), "mcnemar": mcnemar_text, "rows": rows,
         "metrics": [(name, _metric(v)) for name, v in metrics.items() if isinstance(v, dict)],
         "other": sorted((k, v) for k, v in stats.items() if k not in known),

@@ -207,7 +207,7 @@ def load_run_data(path: Path, exclude: Path | None = None) -> RunData:
     seen_tasks = [r.task_id for r in run.rollouts]
     run.task_ids = config_tasks + sorted(set(seen_tasks) - set(config_tasks))
     indices = [r.index for r in run.rollouts if r.index is not None]
-    configured = run.config.get("rollouts") if isinstance(run.config.get("rollouts"), int) else 0
+    configured = positive_int(run.config.get("rollouts"))
     run.rollouts_per_task = max([configured, *(i + 1 for i in indices)]) if (configured or indices) else 0
     present = {(r.task_id, r.index) for r in run.rollouts}
     for task in config_tasks:
@@ -222,6 +222,10 @@ def load_run_data(path: Path, exclude: Path | None = None) -> RunData:
     if is_comparison_dir(path / "comparison"):
         run.comparison_files.append(path / "comparison" / "comparison.json")
     return run
+
+
+def positive_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _index(value: Any, path: Path) -> int | None:
@@ -252,7 +256,7 @@ def _report(path: Path, run: RunData) -> tuple[dict[str, Any] | None, str]:
         return None, "no report.json and no finished trace"
     try:
         summary = summarize(outcome_from_trace(t) for t in finished)
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         return None, "no readable report.json; the finished traces could not be summarized"
     return {"overall": summary["overall"], "per_task": summary["per_task"]}, \
         "computed from the finished traces (report.json is missing or unreadable)"

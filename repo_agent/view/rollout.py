@@ -176,7 +176,7 @@ def split_diff(text: str) -> list[tuple[str, str]]:
 
 def _step(position: int, step: Any) -> dict[str, Any]:
     if not isinstance(step, dict):
-        return {"position": position, "index": position, "broken": as_text(step), "anchor": f"step-{position}"}
+        return {**_step(position, {}), "broken": "null" if step is None else as_text(step), "missing": [], "other": []}
     error = step.get("parse_error")
     if error is not None:
         error = {"kind": as_text(error.get("kind", "?")), "detail": as_text(error.get("detail"))} if isinstance(error, dict) \
@@ -214,19 +214,22 @@ def rollout_view(rollout: Rollout) -> dict[str, Any]:
     """Everything the rollout page shows, with missing fields as None (the template says "not recorded")."""
     trace = rollout.trace or {}
     steps = [_step(i, s) for i, s in enumerate(steps_of(trace))]
-    prompt = [m for m in _list(trace.get("prompt_messages")) if isinstance(m, dict)]
+    prompt = [{"role": as_text(m.get("role")) or "?", "content": m.get("content")} if isinstance(m, dict)
+              else {"role": "?", "content": m} for m in _list(trace.get("prompt_messages"))]
     refused = []
     for entry in _list(trace.get("refused_writes")):
         entry = _dict(entry)
         step = entry.get("step")
-        refused.append({"step": step, "anchor": f"step-{step}" if isinstance(step, int) and 0 <= step < len(steps) else None,
+        linkable = isinstance(step, int) and not isinstance(step, bool) and 0 <= step < len(steps)
+        refused.append({"step": step, "anchor": f"step-{step}" if linkable else None,
                         "rel_path": entry.get("rel_path"), "reason": entry.get("reason"),
                         "other": sorted((k, v) for k, v in entry.items() if k not in {"step", "rel_path", "reason"})})
     rewards = trace.get("rewards")
     diff = trace.get("final_diff")
     metrics = _dict(trace.get("metrics"))
-    tokens_in = sum(s["prompt_tokens"] or 0 for s in steps if not s["broken"])
-    tokens_out = sum(s["completion_tokens"] or 0 for s in steps if not s["broken"])
+    readable = [s for s in steps if s["broken"] is None]
+    tokens_in = sum(s["prompt_tokens"] or 0 for s in readable)
+    tokens_out = sum(s["completion_tokens"] or 0 for s in readable)
     return {
         "task_id": rollout.task_id,
         "index": rollout.index,
@@ -247,7 +250,7 @@ def rollout_view(rollout: Rollout) -> dict[str, Any]:
         "started": timestamp(trace.get("started_at")),
         "finished": timestamp(trace.get("finished_at")),
         "totals": {"steps": len(steps), "tokens_in": tokens_in, "tokens_out": tokens_out,
-                   "model_time_s": round(sum(s["latency_s"] or 0 for s in steps if not s["broken"]), 3),
+                   "model_time_s": round(sum(s["latency_s"] or 0 for s in readable), 3),
                    "wall_time_s": number(metrics.get("wall_time_s"))},
         "verdict": _verdict(trace),
         "has_verdict_key": "verdict" in trace,

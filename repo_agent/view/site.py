@@ -17,7 +17,7 @@ from typing import Any
 
 from ..evaluate.metrics import RATIO_METRICS
 from .load import (ComparisonData, RunData, ViewInputError, discover, load_comparison_file, load_run_data,
-                   resolve_recorded_path, safe_name)
+                   positive_int, resolve_recorded_path, safe_name)
 from .render import STATIC_FILES, PageWriter, SiteWriteError, static_text
 from .rollout import cell_summary, rollout_view
 
@@ -94,8 +94,8 @@ def _version() -> str:
 def _run_summary(run: RunData) -> dict[str, Any]:
     states = [r.state for r in run.rollouts]
     overall = (run.report or {}).get("overall") or {}
-    configured = run.config.get("rollouts") if isinstance(run.config.get("rollouts"), int) else 0
-    expected = len([t for t in run.task_ids if t in _config_tasks(run)]) * configured if configured else None
+    configured = positive_int(run.config.get("rollouts"))
+    expected = len(_config_tasks(run)) * configured if configured else None
     return {
         "name": run.path.name, "href": f"{run.slug}/index.html", "label": run.label, "suite_id": run.suite_id,
         "path": str(run.path), "readable": sum(1 for r in run.rollouts if r.trace is not None), "expected": expected,
@@ -163,8 +163,9 @@ def _write_run(writer: PageWriter, run: RunData, comparisons: list[ComparisonDat
             continue
         raw_href = None
         if rollout.path.is_file():
-            writer.copy(rollout.path, f"{run.slug}/raw/{rollout.key}.json")
-            raw_href = f"../raw/{rollout.key}.json"
+            # never *.trace.json: a site inside a run folder must not look like traces to the report readers
+            writer.copy(rollout.path, f"{run.slug}/raw/{rollout.key}.raw.json")
+            raw_href = f"../raw/{rollout.key}.raw.json"
         preview = None
         if rollout.trace is None and rollout.path.is_file():
             with open(rollout.path, "rb") as handle:
