@@ -78,9 +78,6 @@ class RunData:
         first = next((r.trace for r in self.rollouts if r.trace), {})
         return f"{provider.get('provider', first.get('provider', '?'))}:{provider.get('model', first.get('model', '?'))}"
 
-    def cell(self, task_id: str, index: int) -> Rollout | None:
-        return self._cells().get((task_id, index))
-
     def _cells(self) -> dict[tuple[str, int | None], Rollout]:
         cells: dict[tuple[str, int | None], Rollout] = {}
         for rollout in self.rollouts:

@@ -100,7 +100,7 @@ def cell_summary(rollout: Rollout) -> dict[str, Any]:
         "index": rollout.index,
         "state": rollout.state,
         "css": css_token(rollout.state),
-        "stop_reason": str(trace.get("stop_reason") or ("-" if rollout.trace else rollout.state)),
+        "stop_reason": str(trace.get("stop_reason") or "-"),
         "steps": len(steps),
         "parse_errors": sum(1 for s in steps if s.get("parse_error")),
         "loops": sum(1 for s in steps if s.get("loop")),

@@ -152,8 +152,8 @@ def _run_notes(run: RunData) -> list[str]:
     missing = [r for r in run.rollouts if r.state == "missing"]
     if missing:
         notes.append(f"{len(missing)} rollout(s) the config promises have no trace file (never started)")
-    for problem in (run.report or {}).get("problems") or []:
-        notes.append(f"report.json: {problem}")
+    problems = (run.report or {}).get("problems")
+    notes += [f"report.json: {problem}" for problem in problems] if isinstance(problems, list) else []
     return notes
 
 
@@ -172,10 +172,7 @@ def _write_run(writer: PageWriter, run: RunData, comparisons: list[ComparisonDat
                 preview = handle.read(RAW_PREVIEW_BYTES).decode("utf-8", errors="replace")
         writer.page(f"{run.slug}/rollouts/{rollout.key}.html", "rollout.html", r=rollout_view(rollout),
                     run_name=run.path.name, raw_href=raw_href, raw_preview=preview)
-    plots = []
-    for plot in run.plots:
-        writer.copy(plot, f"{run.slug}/plots/{plot.name}")
-        plots.append({"href": f"plots/{plot.name}", "name": plot.name})
+    plots = _copy_plots(writer, run.plots, f"{run.slug}/plots")
     cells = {(r.task_id, r.index): cell_summary(r) for r in run.rollouts}
     rows = []
     for task in run.task_ids:
@@ -198,6 +195,16 @@ def _write_run(writer: PageWriter, run: RunData, comparisons: list[ComparisonDat
         "metrics": _metric_rows(overall) if overall else [], "report_source": run.report_source, "plots": plots,
         "config": run.config or None, "config_problem": run.config_problem, "config_facts": _config_facts(run.config),
     })
+
+
+def _copy_plots(writer: PageWriter, plots: list[Path], folder: str) -> list[dict[str, str]]:
+    taken: set[str] = set()
+    copied = []
+    for plot in plots:
+        name = safe_name(plot.stem, taken) + ".png"
+        writer.copy(plot, f"{folder}/{name}")
+        copied.append({"href": f"plots/{name}", "name": plot.name})
+    return copied
 
 
 def _comparison_from_file(folder: Path, runs: list[RunData]) -> ComparisonData:
@@ -224,8 +231,8 @@ def _comparison_from_file(folder: Path, runs: list[RunData]) -> ComparisonData:
 
 def _comparisons_of_same_suite(runs: list[RunData], existing: list[ComparisonData]) -> list[ComparisonData]:
     """Runs of one suite not already paired by a comparison.json: the first given is the baseline of the others."""
-    from ..evaluate.compare import IncomparableRuns, compare_runs
-    from ..evaluate.report import RunDirError, load_run
+    from ..evaluate.compare import compare_runs
+    from ..evaluate.report import load_run
 
     paired = {frozenset((id(c.baseline), id(c.candidate))) for c in existing}
     by_suite: dict[str, list[RunData]] = {}
@@ -242,7 +249,7 @@ def _comparisons_of_same_suite(runs: list[RunData], existing: list[ComparisonDat
             try:
                 stats = compare_runs(load_run(baseline.path), load_run(candidate.path))
                 source = "computed by view with report compare's method (paired bootstrap, McNemar)"
-            except (IncomparableRuns, RunDirError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # IncomparableRuns, RunDirError included
                 source = "two runs of the same suite"
                 notes.append(f"no statistics: {exc}")
             made.append(ComparisonData(baseline=baseline, candidate=candidate, stats=stats, stats_source=source,
@@ -268,9 +275,7 @@ def _write_comparison(writer: PageWriter, c: ComparisonData) -> None:
     from .compare_view import comparison_context, task_sides
 
     context = comparison_context(c, _title(c))
-    for plot in c.plots:
-        writer.copy(plot, f"{c.slug}/plots/{plot.name}")
-    context["plots"] = [{"href": f"plots/{p.name}", "name": p.name} for p in c.plots]
+    context["plots"] = _copy_plots(writer, c.plots, f"{c.slug}/plots")
     task_keys: set[str] = set()
     for row in context["rows"]:
         if c.baseline is None and c.candidate is None:
