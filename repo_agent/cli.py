@@ -80,7 +80,7 @@ def _print_episode(trace: dict, trace_path: Path) -> None:
     typer.echo(f"trace: {trace_path}")
 
 
-COMMAND_MODULES = ("suite", "evaluate", "data", "finetune", "pipeline")
+COMMAND_MODULES = ("suite", "evaluate", "data", "finetune", "pipeline", "view")
 
 
 def _register_commands() -> None:
