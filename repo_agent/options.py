@@ -17,8 +17,8 @@ from .agent import AgentConfig
 from .models.base import ProviderConfig, Sampling
 
 SuiteOpt = Annotated[Path, typer.Option("--suite", help="Suite file (JSON), e.g. eval/suites/bundled_suite.json.", exists=True, dir_okay=False)]
-ProviderOpt = Annotated[str, typer.Option("--llm-provider", help="scripted | oracle | openai | together | local.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name: API model id, local folder/GGUF or 'smollm2'; for scripted, a file of replies.")]
+ProviderOpt = Annotated[str, typer.Option("--llm-provider", help="Required: scripted | oracle (knows the reference fix: a teacher, or a ceiling) | openai | together | local.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model name: API model id, local folder/GGUF or 'smollm2'; for scripted, a file of replies; not used by the oracle.")]
 BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")]
 ApiKeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Name of the env variable holding the API key (default OPENAI_API_KEY / TOGETHER_API_KEY). Keys are never passed as flags.")]
 ToolProtocolOpt = Annotated[str, typer.Option("--tool-protocol", help="json (one JSON object per reply) or native (function calling).")]
@@ -56,13 +56,17 @@ def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_poli
                        sandbox=sandbox)
 
 
-def provider_config(provider: str, model: str, base_url: str | None, api_key_env: str | None, temperature: float,
+def provider_config(provider: str, model: str | None, base_url: str | None, api_key_env: str | None, temperature: float,
                     top_p: float, max_tokens: int, request_timeout: float, max_retries: int,
                     adapter: Path | None) -> ProviderConfig:
     from .models.base import PROVIDERS
 
     if provider not in PROVIDERS:
         raise typer.BadParameter(f"--llm-provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    if not model:
+        if provider != "oracle":
+            raise typer.BadParameter(f"--llm-provider {provider} needs --model (an API model id, a local model, or for scripted a file of replies)")
+        model = "oracle"
     return ProviderConfig(
         provider=provider, model=model, base_url=base_url, api_key_env=api_key_env,
         sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
@@ -86,8 +90,8 @@ def _flag(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 
 _AGENT_FLAG_PARAMS = (
-    _flag("llm_provider", ProviderOpt, "oracle"),
-    _flag("model", ModelOpt, "oracle"),
+    _flag("llm_provider", ProviderOpt, inspect.Parameter.empty),  # no default: say which model you mean
+    _flag("model", ModelOpt, None),
     _flag("base_url", BaseUrlOpt, None),
     _flag("api_key_env", ApiKeyEnvOpt, None),
     _flag("tool_protocol", ToolProtocolOpt, AGENT_DEFAULTS.tool_protocol),

@@ -7,7 +7,7 @@ import json
 
 from .protocol import TOOL_SCHEMAS, expected_shape_hint
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2  # 2: the examples name no task of any suite (version 1 showed gcd, a held-out task)
 
 _RULES_JSON = """Rules:
 - Every reply is exactly ONE JSON object and nothing else: no prose, no code fences.

@@ -38,7 +38,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "required": ["rel_path"],
             "additionalProperties": False,
         },
-        "example": {"rel_path": "python_programs/gcd.py", "max_chars": 4000},
+        "example": {"rel_path": "src/report.py", "max_chars": 4000},
     },
     "grep": {
         "description": "Search files for a Python regular expression; prints path:line: text.",
@@ -52,7 +52,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "required": ["pattern"],
             "additionalProperties": False,
         },
-        "example": {"pattern": "def gcd", "rel_dir": ".", "max_matches": 50},
+        "example": {"pattern": "def render_table", "rel_dir": ".", "max_matches": 50},
     },
     "write_file": {
         "description": "Create or overwrite a file of the workspace with the full new content.",
@@ -65,7 +65,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "required": ["rel_path", "content"],
             "additionalProperties": False,
         },
-        "example": {"rel_path": "python_programs/gcd.py", "content": "def gcd(a, b):\n    ...\n"},
+        "example": {"rel_path": "src/report.py", "content": "def render_table(rows):\n    ...\n"},
     },
 }
 TOOL_NAMES = tuple(TOOL_SCHEMAS)

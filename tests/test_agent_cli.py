@@ -15,6 +15,8 @@ TASK_IDS = [t.task_id for t in load_suite(BUNDLED_SUITE).tasks]
 
 
 def run_cli(cli, tmp_path, task, *extra):
+    if "--llm-provider" not in extra:
+        extra = ("--llm-provider", "oracle", *extra)
     result = cli("run", "--suite", BUNDLED_SUITE, "--task", task, "--trace-dir", tmp_path, *extra)
     assert result.exit_code == 0, result.output
     task_id = task if "/" in task else f"bundled/{task}"
@@ -136,8 +138,12 @@ def test_hanging_task_is_cut_and_secrets_stay_out(cli, tmp_path, monkeypatch):
 
 
 def test_unknown_task_and_provider_are_clear_errors(cli, tmp_path):
-    result = cli("run", "--suite", BUNDLED_SUITE, "--task", "nope", "--trace-dir", tmp_path)
+    result = cli("run", "--suite", BUNDLED_SUITE, "--task", "nope", "--trace-dir", tmp_path, "--llm-provider", "oracle")
     assert result.exit_code != 0 and "no task 'nope'" in result.output
+    result = cli("run", "--suite", BUNDLED_SUITE, "--task", "gcd", "--trace-dir", tmp_path)
+    assert result.exit_code != 0 and "Missing option '--llm-provider'" in result.output  # no default model
+    result = cli("run", "--suite", BUNDLED_SUITE, "--task", "gcd", "--trace-dir", tmp_path, "--llm-provider", "openai")
+    assert result.exit_code != 0 and "needs --model" in result.output
     result = cli("run", "--suite", BUNDLED_SUITE, "--task", "gcd", "--llm-provider", "gpt", "--trace-dir", tmp_path)
     assert result.exit_code != 0 and "--llm-provider" in result.output
 

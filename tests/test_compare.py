@@ -140,14 +140,17 @@ def test_refuses_different_suites_and_task_sets(cli, tmp_path):
     assert not (tmp_path / "other" / "comparison").exists()
 
 
-def test_warns_when_candidate_was_trained_on_evaluated_tasks(cli, tmp_path):
+def test_refuses_or_warns_when_candidate_was_trained_on_evaluated_tasks(cli, tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "trained_tasks.json").write_text(json.dumps({"task_ids": ["toy/a", "toy/zz"]}))
     tasks = {f"toy/{name}": [(False, 1)] for name in "abcdefg"}
     base = write_run(tmp_path / "base", "toy", tasks)
     cand = write_run(tmp_path / "cand", "toy", tasks, adapter=str(adapter), trained=["toy/b"])
-    result = cli("report", "compare", base, cand, "--out", tmp_path / "cmp")
+    refused = cli("report", "compare", base, cand, "--out", tmp_path / "cmp")
+    assert refused.exit_code == 2 and "trained on 2 evaluated task(s)" in refused.output
+    assert not (tmp_path / "cmp").exists()
+    result = cli("report", "compare", base, cand, "--out", tmp_path / "cmp", "--allow-trained-tasks")
     assert result.exit_code == 0
     warnings = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["warnings"]
     assert len(warnings) == 1 and "candidate model was trained on 2 of the 7" in warnings[0]
@@ -168,12 +171,18 @@ def test_compare_two_real_eval_runs(cli, tmp_path):
     adapter = tmp_path / "adapter"  # as the fine-tuning helper leaves it; the oracle ignores the adapter
     adapter.mkdir()
     (adapter / "trained_tasks.json").write_text(json.dumps({"task_ids": [bundled.tasks[0].task_id, "other/x"]}))
-    assert cli("eval", "--suite", suite, "--trace-dir", tmp_path / "cand", "--adapter", adapter).exit_code == 0
+    refused = cli("eval", "--suite", suite, "--trace-dir", tmp_path / "cand", "--adapter", adapter,
+                  "--llm-provider", "oracle", "--allow-oracle")
+    assert refused.exit_code == 2 and "trained on 1 task(s) of this suite" in refused.output
+    assert not (tmp_path / "cand").exists()
+    assert cli("eval", "--suite", suite, "--trace-dir", tmp_path / "cand", "--adapter", adapter, "--llm-provider", "oracle",
+               "--allow-oracle", "--allow-trained-tasks").exit_code == 0
     config = json.loads((tmp_path / "cand" / "config.json").read_text())
     assert config["extra_config"]["trained_task_ids"] == sorted([bundled.tasks[0].task_id, "other/x"])
     assert json.loads((tmp_path / "cand" / "report.json").read_text())["trained_task_overlap"] == [bundled.tasks[0].task_id]
     (adapter / "trained_tasks.json").unlink()  # the adapter folder moved: config.json still knows
-    result = cli("report", "compare", tmp_path / "base", tmp_path / "cand")
+    assert cli("report", "compare", tmp_path / "base", tmp_path / "cand").exit_code == 2  # config.json still knows
+    result = cli("report", "compare", tmp_path / "base", tmp_path / "cand", "--allow-trained-tasks")
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "cand" / "comparison" / "comparison.json").read_text())
     assert data["metrics"]["pass_rate"]["difference"] == 1.0
@@ -181,4 +190,5 @@ def test_compare_two_real_eval_runs(cli, tmp_path):
     assert data["metrics"]["runs_writing_file"]["difference"] == 1.0
     assert data["mcnemar"]["p_value"] == pytest.approx(2 / 2**4)
     assert "too small" in data["verdict"]
-    assert len(data["warnings"]) == 1 and f"trained on 1 of the 4 evaluated tasks ({bundled.tasks[0].task_id})" in data["warnings"][0]
+    assert len(data["warnings"]) == 2 and f"trained on 1 of the 4 evaluated tasks ({bundled.tasks[0].task_id})" in data["warnings"][0]
+    assert "candidate is the oracle" in data["warnings"][1] and "reference ceiling" in data["warnings"][1]

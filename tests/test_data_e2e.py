@@ -25,7 +25,8 @@ def teacher_run(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("teacher")
     out = run / "_prefs.jsonl"
-    result = CliRunner().invoke(app, ["prefs", "--suite", str(BUNDLED_SUITE), "--rollouts", "4", "--num-workers", "2",
+    result = CliRunner().invoke(app, ["prefs", "--suite", str(BUNDLED_SUITE), "--rollouts", "4", "--num-workers", "2", "--llm-provider", "oracle",
+                                      "--allow-held-out",
                                       "--trace-dir", str(run), "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     gcd_first = read_trace(next(run.rglob("bundled__gcd__r0*.json")))["steps"][0]["raw_output"]
@@ -48,7 +49,7 @@ def test_mixed_traces_give_all_three_sources_and_pass_check(cli, teacher_run, tm
     run, _, _ = teacher_run
     for fmt in ("json", "trl", "native"):
         out = tmp_path / f"pairs_{fmt}.jsonl"
-        result = cli("pairs-extract", "--trace-dir", run, "--out", out, "--format", fmt)
+        result = cli("pairs-extract", "--trace-dir", run, "--out", out, "--format", fmt, "--allow-held-out")
         assert result.exit_code == 0, result.output
         meta = read_jsonl(out.with_name(f"pairs_{fmt}.meta.jsonl"))
         by_source = {s: sum(1 for m in meta if m["source"] == s) for s in ("divergence", "validity", "loops")}
@@ -70,7 +71,7 @@ def test_every_output_loads_with_datasets(cli, teacher_run, tmp_path):
         ("pairs-extract", "trl", {"prompt", "chosen", "rejected"}), ("pairs-extract", "native", {"input", "preferred_output", "non_preferred_output"}),
     ]:
         out = tmp_path / f"{command}_{fmt}.jsonl"
-        result = cli(command, "--trace-dir", run, "--out", out, "--format", fmt)
+        result = cli(command, "--trace-dir", run, "--out", out, "--format", fmt, "--allow-held-out")
         assert result.exit_code == 0, result.output
         dataset = load_dataset("json", data_files=str(out), split="train", cache_dir=str(tmp_path / "hf"))
         assert set(dataset.column_names) == columns
@@ -80,7 +81,7 @@ def test_every_output_loads_with_datasets(cli, teacher_run, tmp_path):
 def test_native_traces_keep_their_bytes_and_json_traces_convert(cli, tmp_path):
     native = oracle(tmp_path / "n", "gcd", 0, protocol="native")
     out = tmp_path / "native.jsonl"
-    assert cli("sft-extract", "--trace-dir", tmp_path / "n", "--out", out, "--format", "native").exit_code == 0
+    assert cli("sft-extract", "--trace-dir", tmp_path / "n", "--out", out, "--format", "native", "--allow-held-out").exit_code == 0
     rows = read_jsonl(out)
     assert len(rows) == len(native["steps"])
     for k, row in enumerate(rows):
@@ -92,7 +93,7 @@ def test_native_traces_keep_their_bytes_and_json_traces_convert(cli, tmp_path):
     # a JSON-protocol trace exported as native: tool results become `tool` messages bound to call ids
     oracle(tmp_path / "j", "gcd", 0, protocol="json")
     converted = tmp_path / "converted.jsonl"
-    assert cli("sft-extract", "--trace-dir", tmp_path / "j", "--out", converted, "--format", "native").exit_code == 0
+    assert cli("sft-extract", "--trace-dir", tmp_path / "j", "--out", converted, "--format", "native", "--allow-held-out").exit_code == 0
     last = read_jsonl(converted)[-1]["messages"]
     assert [m["role"] for m in last[:3]] == ["system", "user", "assistant"]
     assert all(m["role"] == "tool" and m["tool_call_id"] == last[i - 1]["tool_calls"][0]["id"]

@@ -22,7 +22,7 @@ def traces(tmp_path_factory):
 
 
 def sft(cli, trace_dir, out, *extra):
-    return cli("sft-extract", "--trace-dir", trace_dir, "--output", out, *extra)
+    return cli("sft-extract", "--trace-dir", trace_dir, "--output", out, "--allow-held-out", *extra)
 
 
 def stats_of(out: Path) -> dict:
@@ -42,7 +42,7 @@ def test_held_out_suite_is_refused_and_nothing_is_touched(cli, traces, tmp_path)
 
 
 def test_prefs_refuses_a_held_out_suite_before_running_anything(cli, tmp_path):
-    result = cli("prefs", "--suite", BUNDLED_SUITE, "--split-suite", BUNDLED_SUITE, "--trace-dir", tmp_path / "run",
+    result = cli("prefs", "--suite", BUNDLED_SUITE, "--split-suite", BUNDLED_SUITE, "--llm-provider", "oracle", "--trace-dir", tmp_path / "run",
                  "--out", tmp_path / "p.jsonl")
     assert result.exit_code == 3 and "held-out" in result.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "p.jsonl").exists()
@@ -76,7 +76,7 @@ def test_corrupt_and_unfinished_traces_are_skipped_and_counted(cli, traces, tmp_
     assert any("broken.json" in p for p in stats["problems"])
     assert any("damaged.json" in p and "step 0 has no assistant_message" in p for p in stats["problems"])
     pairs = tmp_path / "pairs.jsonl"
-    assert cli("pairs-extract", "--trace-dir", messy, "--out", pairs).exit_code == 0
+    assert cli("pairs-extract", "--trace-dir", messy, "--out", pairs, "--allow-held-out").exit_code == 0
     assert stats_of(pairs)["corrupt_traces_skipped"] == 3
     assert out.read_bytes() == clean.read_bytes()
 

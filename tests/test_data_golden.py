@@ -30,7 +30,7 @@ def fixture(tmp_path_factory):
 def extract(cli, kind: str, fmt: str, trace_dir: Path, out: Path, *extra: str):
     command = "sft-extract" if kind == "sft" else "pairs-extract"
     flags = ALL_STEPS if kind == "sft" else ()
-    result = cli(command, "--trace-dir", trace_dir, "--output", out, "--format", fmt, *flags, *extra)
+    result = cli(command, "--trace-dir", trace_dir, "--output", out, "--format", fmt, "--allow-held-out", *flags, *extra)
     assert result.exit_code == 0, result.output
     return out
 
@@ -81,7 +81,9 @@ def test_every_sft_prompt_is_what_the_model_saw(cli, fixture, tmp_path):
 def test_default_filters_count_what_they_remove(cli, fixture, tmp_path):
     trace_dir, built = fixture
     out = tmp_path / "sft.jsonl"
-    result = cli("sft-extract", "--trace-dir", trace_dir, "--output", out)
+    refused = cli("sft-extract", "--trace-dir", trace_dir, "--output", out)  # gcd is held out by the split rule
+    assert refused.exit_code == 3 and "held-out task" in refused.output and not out.exists()
+    result = cli("sft-extract", "--trace-dir", trace_dir, "--output", out, "--allow-held-out")
     assert result.exit_code == 0, result.output
     stats = json.loads(out.with_name("sft.stats.json").read_text())
     traces = [read_trace(p) for p in sorted((trace_dir / "traces").glob("*.json"))]

@@ -109,3 +109,26 @@ def test_parser_is_total_on_arbitrary_json(value):
 @given(st.lists(st.dictionaries(st.text(max_size=10), json_values, max_size=4), max_size=3))
 def test_native_parser_is_total(calls):
     _valid_or_classified(P.parse_native(calls))
+
+
+def test_the_system_prompt_names_no_task_of_any_suite():
+    """A worked example that names a task teaches the model to write that task's file everywhere."""
+    import re
+    import sys
+    from pathlib import Path
+
+    from repo_agent.prompts import system_prompt
+    from repo_agent.suites.task import load_suite
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    from verdict_cost import QUIXBUGS_NAMES
+
+    names = set(QUIXBUGS_NAMES)
+    for suite_file in (repo / "eval" / "suites").glob("*_suite.json"):
+        names |= {t.name for t in load_suite(suite_file).tasks}
+    assert len(names) >= 50
+    for protocol in ("json", "native"):
+        text = system_prompt(protocol)
+        leaked = sorted(n for n in names if re.search(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", text))
+        assert leaked == [], f"{protocol} prompt names tasks: {leaked}"

@@ -14,6 +14,7 @@ from repo_agent.rollouts import rollout_seed
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "eval" / "suites" / "bundled_suite.json"
+ORACLE = ("--llm-provider", "oracle", "--allow-oracle")  # a reference ceiling on tasks that include held-out ones
 BUNDLED_TASKS = len(json.loads(SUITE.read_text())["tasks"])
 TASKS = 4  # tasks in the small suite most tests use (runs are short on a shared 2-core machine)
 
@@ -38,7 +39,7 @@ def traces_of(run_dir: Path) -> dict[str, dict]:
 
 def test_oracle_eval_writes_run_dir_and_resumes_as_noop(cli, tmp_path):
     run = tmp_path / "run"
-    result = cli("eval", "--suite", SUITE, "--trace-dir", run, "--num-workers", "3", "--seed", "7")
+    result = cli("eval", "--suite", SUITE, "--trace-dir", run, "--num-workers", "3", "--seed", "7", *ORACLE)
     assert result.exit_code == 0, result.output
 
     config = json.loads((run / "config.json").read_text())
@@ -63,7 +64,7 @@ def test_oracle_eval_writes_run_dir_and_resumes_as_noop(cli, tmp_path):
     assert (run / "report.md").read_text().startswith("# Evaluation: oracle:oracle on bundled")
 
     mtimes = {p: p.stat().st_mtime_ns for p in (run / "traces").glob("*.json")}
-    again = cli("eval", "--suite", SUITE, "--trace-dir", run, "--num-workers", "3", "--seed", "7")
+    again = cli("eval", "--suite", SUITE, "--trace-dir", run, "--num-workers", "3", "--seed", "7", *ORACLE)
     assert again.exit_code == 0
     assert f"0 rollouts run, {BUNDLED_TASKS} already finished" in again.stderr
     assert rows_of(run) == rows  # nothing duplicated
@@ -72,23 +73,23 @@ def test_oracle_eval_writes_run_dir_and_resumes_as_noop(cli, tmp_path):
 
 def test_more_rollouts_extend_a_run_but_a_different_config_is_refused(cli, tmp_path, small_suite):
     run = tmp_path / "run"
-    assert cli("eval", "--suite", small_suite, "--trace-dir", run).exit_code == 0
-    grown = cli("eval", "--suite", small_suite, "--trace-dir", run, "--rollouts", "2")
+    assert cli("eval", "--suite", small_suite, "--trace-dir", run, *ORACLE).exit_code == 0
+    grown = cli("eval", "--suite", small_suite, "--trace-dir", run, "--rollouts", "2", *ORACLE)
     assert grown.exit_code == 0 and f"{TASKS} rollouts run, {TASKS} already finished" in grown.stderr
 
-    refused = cli("eval", "--suite", small_suite, "--trace-dir", run, "--rollouts", "2", "--max-iters", "5")
+    refused = cli("eval", "--suite", small_suite, "--trace-dir", run, "--rollouts", "2", "--max-iters", "5", *ORACLE)
     assert refused.exit_code == 2
     assert "agent.max_iters: 20 -> 5" in refused.stderr and "--redo" in refused.stderr
     assert len(rows_of(run)) == 2 * TASKS  # the refused run touched nothing
 
-    redone = cli("eval", "--suite", small_suite, "--trace-dir", run, "--max-iters", "5", "--redo")
+    redone = cli("eval", "--suite", small_suite, "--trace-dir", run, "--max-iters", "5", "--redo", *ORACLE)
     assert redone.exit_code == 0 and f"{TASKS} rollouts run, 0 already finished" in redone.stderr
     assert len(rows_of(run)) == TASKS and len(traces_of(run)) == TASKS
 
 
 def test_resume_repairs_torn_line_missing_row_and_unfinished_trace(cli, tmp_path, small_suite):
     run = tmp_path / "run"
-    assert cli("eval", "--suite", small_suite, "--trace-dir", run).exit_code == 0
+    assert cli("eval", "--suite", small_suite, "--trace-dir", run, *ORACLE).exit_code == 0
     rows = rows_of(run)
     by_id = {r["rollout_id"]: r for r in rows}
     lost_row, torn_row, unfinished = sorted(by_id)[:3]
@@ -103,7 +104,7 @@ def test_resume_repairs_torn_line_missing_row_and_unfinished_trace(cli, tmp_path
     trace["status"], trace["steps"] = "running", trace["steps"][:1]
     path.write_text(json.dumps(trace))
 
-    result = cli("eval", "--suite", small_suite, "--trace-dir", run)
+    result = cli("eval", "--suite", small_suite, "--trace-dir", run, *ORACLE)
     assert result.exit_code == 0, result.stderr
     assert "cut a torn last line" in result.stderr
     # both rows come back from their finished traces; only the unfinished rollout runs again
@@ -158,7 +159,7 @@ def test_openai_provider_against_fake_server_counts_tokens_and_keeps_key_out(cli
 
 def test_non_tty_output_is_one_json_line_per_rollout(cli, tmp_path, small_suite):
     run = tmp_path / "run"
-    result = cli("eval", "--suite", small_suite, "--trace-dir", run, "--num-workers", "2")
+    result = cli("eval", "--suite", small_suite, "--trace-dir", run, "--num-workers", "2", *ORACLE)
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [e["done"] for e in events] == list(range(1, TASKS + 1))
     assert all(e["total"] == TASKS and e["event"] == "rollout_finished" for e in events)

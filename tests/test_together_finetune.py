@@ -134,11 +134,11 @@ def test_real_sft_extract_output_goes_through_unchanged(fake, tmp_path):
     """The whole hosted path from teacher traces: oracle rollouts -> sft-extract -> finetune together."""
     runner, traces = CliRunner(), tmp_path / "teacher"
     for task in ("gcd", "bitcount"):
-        rolled = runner.invoke(app, ["run", "--suite", str(ROOT / "eval/suites/bundled_suite.json"), "--task", task,
+        rolled = runner.invoke(app, ["run", "--suite", str(ROOT / "eval/suites/bundled_suite.json"), "--task", task, "--llm-provider", "oracle",
                                      "--trace-dir", str(traces)])
         assert rolled.exit_code == 0, rolled.output
     dataset = tmp_path / "sft.jsonl"
-    extracted = runner.invoke(app, ["sft-extract", "--trace-dir", str(traces), "--out", str(dataset)])
+    extracted = runner.invoke(app, ["sft-extract", "--trace-dir", str(traces), "--out", str(dataset), "--allow-held-out"])
     assert extracted.exit_code == 0, extracted.output
 
     result = _together(fake, dataset, tmp_path / "run", "--watch")

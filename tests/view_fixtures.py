@@ -72,7 +72,7 @@ def _build(root: Path) -> dict[str, Path]:
     replies.write_text(json.dumps(SCRIPTED_REPLIES))
     paths = {name: root / name for name in ("oracle", "scripted", "compare", "fixture")}
     _cli("eval", "--suite", suite, "--trace-dir", paths["oracle"], "--rollouts", 2, "--num-workers", 2,
-         "--llm-provider", "oracle")
+         "--llm-provider", "oracle", "--allow-oracle")
     _cli("eval", "--suite", suite, "--trace-dir", paths["scripted"], "--rollouts", 2, "--num-workers", 2,
          "--llm-provider", "scripted", "--model", replies, "--loop-policy", "warn")
     _cli("report", "compare", paths["scripted"], paths["oracle"], "--out", paths["compare"], "--resamples", 200)

@@ -17,7 +17,8 @@ console = Console(stderr=True)
 TraceDirOpt = Annotated[Path, typer.Option("--trace-dir", help="Folder of traces (searched recursively: traces/*.json, *.trace.json).", exists=True, file_okay=False)]
 OutputOpt = Annotated[Path, typer.Option("--output", "--out", "-o", help="JSONL file to write (replaced atomically, only after it passes `data check`).", dir_okay=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="json: Together chat rows, assistant content is the JSON tool call | native: Together rows with OpenAI tool_calls, tool role and a tools field | trl: TRL prompt/completion (SFT) or prompt/chosen/rejected (pairs), JSON protocol.")]
-SplitSuiteOpt = Annotated[Optional[Path], typer.Option("--split-suite", help="Held-out (test) suite: refuse, exit 3, if any trace comes from one of its tasks.", exists=True, dir_okay=False)]
+SplitSuiteOpt = Annotated[Optional[Path], typer.Option("--split-suite", help="Held-out (test) suite: refuse, exit 3, if any trace comes from one of its tasks (on top of the split rule).", exists=True, dir_okay=False)]
+AllowHeldOutOpt = Annotated[bool, typer.Option("--allow-held-out", help="Do not refuse traces of tasks the project's split rule puts on the test side (md5 of the task id, 80% train; a trace's recorded split wins). Only for tasks you will never evaluate on.")]
 SourcesOpt = Annotated[str, typer.Option("--sources", help="Comma-separated pair sources: divergence, validity, loops.")]
 
 
@@ -33,15 +34,17 @@ def _check_format(fmt: str) -> None:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _test_task_ids(split_suite: Path | None) -> frozenset[str]:
-    if split_suite is None:
-        return frozenset()
+def _held_out(split_suite: Path | None, allow_held_out: bool):
+    from ..data.sft import HeldOutGuard
     from ..suites.task import SuiteError, load_suite
 
-    try:
-        return frozenset(load_suite(split_suite).task_ids)
-    except SuiteError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    explicit: frozenset[str] = frozenset()
+    if split_suite is not None:
+        try:
+            explicit = frozenset(load_suite(split_suite).task_ids)
+        except SuiteError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return HeldOutGuard(explicit=explicit, by_rule=not allow_held_out)
 
 
 def _parse_sources(text: str) -> tuple[str, ...]:
@@ -110,6 +113,7 @@ def sft_extract(
     require_valid_tool_ok: Annotated[bool, typer.Option("--require-valid-tool-ok/--no-require-valid-tool-ok", help="Keep only steps whose tool ran without error (unparseable steps are never targets either way).")] = True,
     skip_loops: Annotated[bool, typer.Option("--skip-loops/--keep-loops", help="Drop steps the loop detector flagged (repeating an action with the same result).")] = True,
     split_suite: SplitSuiteOpt = None,
+    allow_held_out: AllowHeldOutOpt = False,
     max_per_task: Annotated[Optional[int], typer.Option("--max-per-task", min=1, help="At most this many examples per task (first in trace order).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Drop (never truncate) examples longer than this many tokens of --tokenizer.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for --max-tokens and token percentiles: a model folder, a cached Hub id, or 'smollm2'.")] = None,
@@ -130,7 +134,7 @@ def sft_extract(
         raise typer.BadParameter("--max-tokens needs --tokenizer (the length limit is in that tokenizer's tokens)")
     options = SftOptions(fmt=fmt, require_success=require_success, require_valid_tool_ok=require_valid_tool_ok,
                          skip_loops=skip_loops, max_per_task=max_per_task, max_tokens=max_tokens,
-                         test_task_ids=_test_task_ids(split_suite))
+                         held_out=_held_out(split_suite, allow_held_out))
     counter = None
     if tokenizer:
         try:
@@ -146,7 +150,7 @@ def sft_extract(
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
 
 
-def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], test_ids: frozenset[str]) -> None:
+def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], held_out: Any) -> None:
     from ..data.export import file_kind
     from ..data.pairs import extract_pairs
     from ..data.sft import SplitLeakError
@@ -155,7 +159,7 @@ def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], tes
     try:
         with _TraceProgress(trace_dir, "pairs") as advance:
             stats, data, meta = extract_pairs(trace_dir, output, meta_path(output), fmt, sources,
-                                              test_task_ids=test_ids, on_trace=advance)
+                                              held_out=held_out, on_trace=advance)
     except SplitLeakError as exc:
         _fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output))
@@ -167,6 +171,7 @@ def pairs_extract(
     fmt: FormatOpt = "json",
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
+    allow_held_out: AllowHeldOutOpt = False,
 ) -> None:
     """Mine step-level preference pairs from traces on disk (two next actions from the same state).
 
@@ -176,7 +181,7 @@ def pairs_extract(
     Example: repo-agent pairs-extract --trace-dir runs/teacher --out runs/prefs.jsonl --sources validity,loops
     """
     _check_format(fmt)
-    _mine(trace_dir, output, fmt, _parse_sources(sources), _test_task_ids(split_suite))
+    _mine(trace_dir, output, fmt, _parse_sources(sources), _held_out(split_suite, allow_held_out))
 
 
 @O.with_agent_flags
@@ -190,6 +195,7 @@ def prefs(
     fmt: FormatOpt = "json",
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
+    allow_held_out: AllowHeldOutOpt = False,
     *,
     flags: O.AgentFlags,
 ) -> None:
@@ -199,7 +205,7 @@ def prefs(
     """
     _check_format(fmt)
     chosen_sources = _parse_sources(sources)
-    test_ids = _test_task_ids(split_suite)
+    held_out = _held_out(split_suite, allow_held_out)
     agent, provider, seed = flags.agent, flags.provider, flags.seed
     try:
         from ..rollouts import run_rollouts
@@ -212,14 +218,18 @@ def prefs(
         loaded = load_suite(suite)
     except SuiteError as exc:
         raise typer.BadParameter(str(exc)) from None
-    leaked = sorted(set(loaded.task_ids) & test_ids)
+    from ..suites.split import suite_side_of
+
+    leaked = sorted(t for t in loaded.task_ids
+                    if held_out.reason(t, "test" if held_out.by_rule and suite_side_of(loaded, t) == "test" else "train"))
     if leaked:
-        _fail(f"{len(leaked)} task(s) of --suite are in the held-out --split-suite (e.g. {leaked[0]}): refusing", 3)
+        _fail(f"{len(leaked)} task(s) of --suite are held out (e.g. {leaked[0]}): teacher rollouts on them would become "
+              "training data; use the train side of the split (or --allow-held-out)", 3)
     try:
         run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
         _fail(str(exc))
-    _mine(trace_dir, output, fmt, chosen_sources, test_ids)
+    _mine(trace_dir, output, fmt, chosen_sources, held_out)
 
 
 @data_app.command("check")

@@ -24,7 +24,10 @@ def evaluate(
     rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Episodes per task; > 1 also reports pass@k.")] = 1,
     num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Rollouts in parallel (threads; test runs are capped at one per core).")] = 4,
     redo: Annotated[bool, typer.Option("--redo", help="Delete this run's traces and results and start over.")] = False,
-    trained_tasks: Annotated[Optional[Path], typer.Option("--trained-tasks", exists=True, dir_okay=False, help='JSON {"task_ids": [...]} the model was trained on; recorded so `report compare` can warn about overlap.')] = None,
+    trained_tasks: Annotated[Optional[Path], typer.Option("--trained-tasks", exists=True, dir_okay=False, help='JSON {"task_ids": [...]} the model was trained on (local adapters and fine-tunes made by `finetune together` are found without it).')] = None,
+    allow_oracle: Annotated[bool, typer.Option("--allow-oracle", help="Evaluate the oracle (which knows the reference fixes) on held-out tasks: the report is labelled a reference ceiling.")] = False,
+    allow_trained_tasks: Annotated[bool, typer.Option("--allow-trained-tasks", help="Evaluate a model on tasks it was trained on (refused otherwise: that measures memory, not skill).")] = False,
+    allow_train_split: Annotated[bool, typer.Option("--allow-train-split", help="Evaluate on the train side of a split (refused otherwise).")] = False,
     *,
     flags: O.AgentFlags,
 ) -> None:
@@ -42,17 +45,29 @@ def evaluate(
     except SuiteError as exc:
         raise typer.BadParameter(str(exc)) from None
     extra: dict[str, Any] = {"command": "eval"}
-    trained: set[str] = set()
+    _check_honest(loaded, provider, allow_oracle, allow_train_split)
+    from ..provenance import trained_tasks as known_training
+
+    try:
+        trained = known_training(provider.model if provider.provider in ("openai", "together") else None, adapter, trained_tasks)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    overlap = sorted(set(trained["task_ids"]) & set(loaded.task_ids))
+    if overlap and not allow_trained_tasks:
+        console.print(f"[red]error:[/red] the model was trained on {len(overlap)} task(s) of this suite "
+                      f"({', '.join(overlap[:5])}{'...' if len(overlap) > 5 else ''}; from {'; '.join(trained['sources'])}): "
+                      "scores on them measure memory, not skill. Evaluate on the held-out side, or pass --allow-trained-tasks.")
+        raise typer.Exit(2)
     if trained_tasks:
         extra["trained_tasks_file"] = str(trained_tasks.resolve())
-        trained |= set(_read_task_ids(trained_tasks))
     if adapter:
-        # copied now, so `report compare` can still warn when the adapter folder has moved
+        # copied now, so `report compare` can still check when the adapter folder has moved
         extra["adapter"] = str(adapter.resolve())
-        if (adapter / "trained_tasks.json").is_file():
-            trained |= set(_read_task_ids(adapter / "trained_tasks.json"))
-    if trained:
-        extra["trained_task_ids"] = sorted(trained)
+    if trained["task_ids"]:
+        extra["trained_task_ids"] = trained["task_ids"]
+        extra["trained_task_sources"] = trained["sources"]
+    if provider.provider == "oracle":
+        extra["reference_ceiling"] = True
     try:
         result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed,
                               redo=redo, extra_config=extra)
@@ -72,14 +87,21 @@ def evaluate(
     Console().print(f"report: {report or trace_dir / 'report.json'} and {md_path}")
 
 
-def _read_task_ids(path: Path) -> list[str]:
-    try:
-        ids = json.loads(path.read_text(encoding="utf-8")).get("task_ids")
-    except (ValueError, AttributeError) as exc:
-        raise typer.BadParameter(f'{path}: expected JSON {{"task_ids": [...]}} ({exc})') from None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise typer.BadParameter(f'{path}: expected JSON {{"task_ids": [...]}} with string ids')
-    return sorted(ids)
+def _check_honest(suite: Any, provider: Any, allow_oracle: bool, allow_train_split: bool) -> None:
+    """Refuse the evaluations that cannot mean what a reader will take them to mean."""
+    from ..suites.split import held_out_ids
+
+    side = (suite.derived_from or {}).get("side")
+    if side == "train" and not allow_train_split:
+        console.print(f"[red]error:[/red] {suite.suite_id} is the train side of a split: models are trained on these tasks. "
+                      "Evaluate the test side, or pass --allow-train-split.")
+        raise typer.Exit(2)
+    held = held_out_ids(suite)
+    if provider.provider == "oracle" and held and not allow_oracle:
+        console.print(f"[red]error:[/red] the oracle knows the reference fixes; {len(held)} task(s) of {suite.suite_id} are "
+                      f"held out (e.g. {held[0]}), where its pass rate is a ceiling, not a result. Pass --allow-oracle to "
+                      "compute that reference ceiling (the report says so).")
+        raise typer.Exit(2)
 
 
 def print_summary(report: dict[str, Any]) -> None:
@@ -102,6 +124,8 @@ def print_summary(report: dict[str, Any]) -> None:
         console.print(f"[yellow]skipped:[/yellow] {warning}")
     if report.get("trained_task_overlap"):
         console.print(f"[yellow]warning:[/yellow] the model was trained on {len(report['trained_task_overlap'])} evaluated task(s)")
+    if report.get("reference_ceiling"):
+        console.print("[yellow]note:[/yellow] the oracle knows the reference fixes: this is a reference ceiling, not a model's result")
 
 
 @report_app.command("show")
@@ -129,6 +153,7 @@ def compare(
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for comparison.json, comparison.md, metrics.png, outcomes.png. Default: CANDIDATE/comparison.")] = None,
     resamples: Annotated[int, typer.Option("--resamples", min=100, help="Paired bootstrap resamples over tasks.")] = 10_000,
     bootstrap_seed: Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap (results are reproducible).")] = 0,
+    allow_trained_tasks: Annotated[bool, typer.Option("--allow-trained-tasks", help="Compare even when a model was trained on evaluated tasks (refused otherwise).")] = False,
 ) -> None:
     """Candidate minus baseline for every metric with a 95% paired-bootstrap interval, plus McNemar's exact test
     for pass rate. Refuses runs of different suites; warns when a model was trained on evaluated tasks."""
@@ -138,7 +163,8 @@ def compare(
     from ..evaluate.report import RunDirError, fmt, load_run, write_comparison
 
     try:
-        comparison = compare_runs(load_run(baseline), load_run(candidate), resamples=resamples, seed=bootstrap_seed)
+        comparison = compare_runs(load_run(baseline), load_run(candidate), resamples=resamples, seed=bootstrap_seed,
+                                  allow_trained_tasks=allow_trained_tasks)
     except (RunDirError, IncomparableRuns) as exc:
         console.print(f"[red]error:[/red] cannot compare: {exc}")
         raise typer.Exit(2) from None

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 from .. import protocol as P
 from ..traces import read_trace
 from .export import AtomicJsonl, dumps_line, pair_exporter
-from .sft import emitted_message, iter_states, read_traces, rollout_passed, step_action, step_target, tools_for
+from .sft import HeldOutGuard, emitted_message, iter_states, read_traces, rollout_passed, step_action, step_target, tools_for
 from .stats import DataStats
 
 SOURCES = ("divergence", "validity", "loops")
@@ -230,12 +230,12 @@ def render_pair(plan: PairPlan, cache: TraceCache, fmt: str) -> PreferencePair:
 
 
 def extract_pairs(trace_dir: Path, output: Path, meta_output: Path, fmt: str, sources: tuple[str, ...], *,
-                  test_task_ids: frozenset[str] = frozenset(), on_trace: Callable[[], None] | None = None,
+                  held_out: HeldOutGuard = HeldOutGuard(), on_trace: Callable[[], None] | None = None,
                   ) -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
     """Mine pairs into uncommitted writers (data, sidecar); the caller validates and commits both."""
     stats = DataStats(kind="pairs", output=str(output), fmt=fmt)
     rollouts: list[RolloutInfo] = []
-    for rel_path, trace in read_traces(Path(trace_dir), stats, test_task_ids):
+    for rel_path, trace in read_traces(Path(trace_dir), stats, held_out):
         rollouts.append(summarize(trace, rel_path))
         stats.steps_seen += len(trace["steps"])
         if on_trace:

@@ -60,11 +60,31 @@ class SftOptions:
     skip_loops: bool = True
     max_per_task: int | None = None
     max_tokens: int | None = None
-    test_task_ids: frozenset[str] = field(default_factory=frozenset)
+    held_out: "HeldOutGuard" = field(default_factory=lambda: HeldOutGuard())
 
 
 class SplitLeakError(ValueError):
-    """A trace comes from a task of the held-out suite: its data must never be trained on."""
+    """A trace comes from a held-out task: its data must never be trained on."""
+
+
+@dataclass(frozen=True)
+class HeldOutGuard:
+    """Which traces training data may not come from: the tasks of an explicit held-out suite, and (on by
+    default in the commands) every task the project's md5 split rule puts on the test side."""
+
+    explicit: frozenset[str] = frozenset()
+    by_rule: bool = False
+
+    def reason(self, task_id: str, split: str | None) -> str | None:
+        if task_id in self.explicit:
+            return "it is in the held-out --split-suite"
+        if self.by_rule:
+            from ..suites.split import trace_is_held_out
+
+            if trace_is_held_out(task_id, split):
+                return ("its recorded split is 'test'" if split == "test" else
+                        "the project's split rule puts it on the test side")
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,7 +256,7 @@ def shape_problem(trace: dict[str, Any]) -> str | None:
     return None
 
 
-def read_traces(trace_dir: Path, stats: DataStats, test_task_ids: frozenset[str] = frozenset()) -> Iterator[tuple[str, dict[str, Any]]]:
+def read_traces(trace_dir: Path, stats: DataStats, held_out: HeldOutGuard = HeldOutGuard()) -> Iterator[tuple[str, dict[str, Any]]]:
     """Stream (path relative to trace_dir, trace); counts corrupt/unfinished files; refuses held-out tasks."""
     problems: list[TraceProblem] = []
     seen_problems = 0
@@ -247,9 +267,11 @@ def read_traces(trace_dir: Path, stats: DataStats, test_task_ids: frozenset[str]
         seen_problems = stats.absorb_problems(problems, seen_problems)
         if damage:
             continue
-        if trace["task_id"] in test_task_ids:
+        why = held_out.reason(trace["task_id"], trace.get("split"))
+        if why:
             raise SplitLeakError(
-                f"{path} comes from task {trace['task_id']!r}, which is in the held-out suite: refusing to build training data from it")
+                f"{path} comes from task {trace['task_id']!r}, a held-out task ({why}): refusing to build training "
+                "data from it (--allow-held-out overrides the split rule when you know the task is not evaluated)")
         stats.rollouts_read += 1
         stats.tasks.add(trace["task_id"])
         yield path.relative_to(trace_dir).as_posix(), trace
@@ -272,7 +294,7 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
     per_task: dict[str, int] = {}
     writer, meta = AtomicJsonl(output), AtomicJsonl(meta_output)
     try:
-        for rel_path, trace in read_traces(Path(trace_dir), stats, options.test_task_ids):
+        for rel_path, trace in read_traces(Path(trace_dir), stats, options.held_out):
             encoder.new_trace()
             for example in trace_examples(trace, rel_path, options, stats):
                 line = encoder.encode(example)

@@ -135,9 +135,17 @@ def verdict_text(test: McNemar, low: float | None, high: float | None) -> str:
 
 
 def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
-    """`baseline`/`candidate`: run descriptions with "totals" (task_id -> TaskTotals). Raises IncomparableRuns."""
+                 seed: int = BOOTSTRAP_SEED, allow_trained_tasks: bool = False) -> dict[str, Any]:
+    """`baseline`/`candidate`: run descriptions with "totals" (task_id -> TaskTotals). Raises IncomparableRuns,
+    also when a model was trained on evaluated tasks (unless `allow_trained_tasks`)."""
     check_comparable(baseline, candidate)
+    if not allow_trained_tasks:
+        for role, run in (("baseline", baseline), ("candidate", candidate)):
+            overlap = training_overlap(run)
+            if overlap:
+                raise IncomparableRuns(
+                    f"the {role} model was trained on {len(overlap)} evaluated task(s) ({', '.join(overlap[:5])}): its scores "
+                    "there measure memory, not skill (--allow-trained-tasks compares anyway, with a warning)")
     task_ids = sorted(baseline["task_ids"])
     missing = [t for t in task_ids if t not in baseline["totals"] or t not in candidate["totals"]]
     if missing:
@@ -168,6 +176,9 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
         if overlap:
             warnings.append(f"the {role} model was trained on {len(overlap)} of the {len(task_ids)} evaluated tasks "
                             f"({', '.join(overlap[:5])}{'...' if len(overlap) > 5 else ''}): its scores on them are not a test result")
+    for role, run in (("baseline", baseline), ("candidate", candidate)):
+        if run.get("reference_ceiling"):
+            warnings.append(f"the {role} is the oracle, which knows the reference fixes: a reference ceiling, not a model")
     return {
         "suite_id": baseline["suite_id"],
         "tasks": len(task_ids),

@@ -67,6 +67,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "task_ids": suite.get("task_ids") or sorted({o.task_id for o in outcomes}),
         "tasks_sha256": suite.get("tasks_sha256"),
         "trained_task_ids": trained_task_ids(config),
+        "reference_ceiling": (config.get("provider") or {}).get("provider", first.get("provider")) == "oracle",
         "outcomes": outcomes,
         "totals": task_totals(outcomes),
         "problems": [p.reason for p in problems],
@@ -97,6 +98,7 @@ def build_report(run: dict[str, Any]) -> dict[str, Any]:
         "finished_rollouts": len(run["outcomes"]),
         "run_span_s": run["span_s"],
         "trained_task_overlap": sorted(set(run["trained_task_ids"]) & set(run["task_ids"])),
+        "reference_ceiling": bool(run.get("reference_ceiling")),
         "overall": summary["overall"],
         "per_task": summary["per_task"],
         "problems": run["problems"],
@@ -136,6 +138,9 @@ def render_report_markdown(report: dict[str, Any]) -> str:
     out.append(f"{o['tasks']} tasks, {done} rollouts finished; run directory `{report['run_dir']}`.")
     if report["expected_rollouts"] and report["finished_rollouts"] < report["expected_rollouts"]:
         out.append("\n**The run is incomplete**: re-run the same command to finish it.")
+    if report.get("reference_ceiling"):
+        out.append("\n**Reference ceiling:** the oracle knows each task's reference fix; these figures bound what the "
+                   "harness lets a perfect agent score, they are not a model's result.")
     if report["trained_task_overlap"]:
         out.append(f"\n**Warning:** the model was trained on {len(report['trained_task_overlap'])} evaluated task(s): "
                    + ", ".join(report["trained_task_overlap"]))

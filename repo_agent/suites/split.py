@@ -17,11 +17,34 @@ from .task import Suite, SuiteError, file_sha256, load_suite, save_suite, suite_
 
 SPLIT_RULE = "int(md5(task_id).hexdigest(), 16) % 100 < train_pct -> train"
 SIDES = ("train", "test")
+DEFAULT_TRAIN_PCT = 80  # `suite split`'s default; the side of a task in a suite that was never split
 
 
 def task_side(task_id: str, train_pct: int) -> str:
     bucket = int(hashlib.md5(task_id.encode("utf-8")).hexdigest(), 16) % 100
     return "train" if bucket < train_pct else "test"
+
+
+def suite_side_of(suite: Suite, task_id: str) -> str:
+    """The side of a task of `suite`: what a derived suite records, else the rule at the suite's
+    train_pct (or the default), whatever file the task comes from."""
+    for task in suite.tasks:
+        if task.task_id == task_id and task.split in SIDES:
+            return task.split
+    pct = int((suite.derived_from or {}).get("train_pct", DEFAULT_TRAIN_PCT))
+    return task_side(task_id, pct)
+
+
+def held_out_ids(suite: Suite) -> list[str]:
+    """Tasks of `suite` that are on the test side: never trained on, never evaluated with the oracle."""
+    return [t for t in suite.task_ids if suite_side_of(suite, t) == "test"]
+
+
+def trace_is_held_out(task_id: str, split: str | None) -> bool:
+    """For traces: their recorded split, or the rule at the default train_pct when they have none."""
+    if split in SIDES:
+        return split == "test"
+    return task_side(task_id, DEFAULT_TRAIN_PCT) == "test"
 
 
 def derived_path(parent_path: Path, side: str) -> Path:
