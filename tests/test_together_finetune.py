@@ -130,8 +130,10 @@ def test_trained_task_ids_come_from_the_provenance_sidecar(fake, tmp_path):
     assert not (tmp_path / "run2" / "trained_tasks.json").exists() and "cannot flag leakage" in stale.output
 
 
-def test_real_sft_extract_output_goes_through_unchanged(fake, tmp_path):
-    """The whole hosted path from teacher traces: oracle rollouts -> sft-extract -> finetune together."""
+def test_real_sft_extract_output_goes_through_unchanged(fake, tmp_path, monkeypatch):
+    """The whole hosted path from teacher traces: oracle rollouts -> sft-extract -> finetune together,
+    then `eval --model <the fine-tune>` knows which tasks it was trained on."""
+    monkeypatch.setenv("REPO_AGENT_CACHE", str(tmp_path / "cache"))
     runner, traces = CliRunner(), tmp_path / "teacher"
     for task in ("gcd", "bitcount"):
         rolled = runner.invoke(app, ["run", "--suite", str(ROOT / "eval/suites/bundled_suite.json"), "--task", task, "--llm-provider", "oracle",
@@ -147,6 +149,11 @@ def test_real_sft_extract_output_goes_through_unchanged(fake, tmp_path):
     assert fake.state.uploads[_record(tmp_path / "run")["file_id"]] == dataset.read_bytes()
     trained = json.loads((tmp_path / "run" / "trained_tasks.json").read_text())["task_ids"]
     assert trained == ["bundled/bitcount", "bundled/gcd"]
+    model = _record(tmp_path / "run")["output_model"]
+    refused = runner.invoke(app, ["eval", "--suite", str(ROOT / "eval/suites/bundled_test_suite.json"), "--trace-dir",
+                                  str(tmp_path / "eval"), "--llm-provider", "together", "--model", model, "--base-url", f"{fake.url}/v1"])
+    assert refused.exit_code == 2 and "trained on 1 task(s) of this suite (bundled/gcd" in refused.output
+    assert f"registered fine-tune {model}" in refused.output and not (tmp_path / "eval").exists()
 
 
 def test_rejected_file_is_refused_with_reasons_and_nothing_is_uploaded(fake, tmp_path):

@@ -12,7 +12,7 @@ from rich.console import Console
 from .. import options as O
 
 data_app = typer.Typer(help="Check training data files before they are uploaded or trained on.", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole
 
 TraceDirOpt = Annotated[Path, typer.Option("--trace-dir", help="Folder of traces (searched recursively: traces/*.json, *.trace.json).", exists=True, file_okay=False)]
 OutputOpt = Annotated[Path, typer.Option("--output", "--out", "-o", help="JSONL file to write (replaced atomically, only after it passes `data check`).", dir_okay=False)]

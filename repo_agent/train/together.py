@@ -246,6 +246,11 @@ def save_record(run_dir: Path, record: JobRecord) -> Path:
     """Atomic write, so a crash mid-write never leaves a half record behind."""
     path = record_path(run_dir)
     atomic_write_text(path, json.dumps(asdict(record), indent=2, sort_keys=False) + "\n")
+    if record.output_model and record.trained_tasks_file and Path(record.trained_tasks_file).is_file():
+        from ..provenance import read_task_ids, register_model
+
+        # `eval --model <this id>` then knows what the fine-tune was trained on, wherever it runs from
+        register_model(record.output_model, read_task_ids(Path(record.trained_tasks_file)), str(path))
     return path
 
 
