@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..atomic import atomic_write_text
 from . import common as C
 from .checkpoints import is_main_process, resume_point, step_of
 
@@ -214,6 +215,8 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
     if previous and not force:
         same = previous.get("settings") == settings
         if same and previous.get("finished"):
+            for leftover in (C.CHECKPOINTS, C.INCOMPLETE):  # a kill while the finished run cleaned up
+                shutil.rmtree(output / leftover, ignore_errors=True)
             summary = previous.get("summary") or {}
             return TrainOutcome(output, True, summary.get("steps", 0), summary.get("train_loss"), 0.0, 0,
                                 summary.get("examples", 0), summary.get("dropped", 0), summary.get("task_ids"), None)
@@ -256,7 +259,7 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
         if config.from_adapter:
             shutil.rmtree(output / "ref", ignore_errors=True)  # DPO's frozen copy of --from-adapter: not the result
         trainer.processing_class.save_pretrained(str(output))
-        (output / C.DATASET_HASH_FILE).write_text(f"{dataset_sha}  {Path(config.dataset).name}\n", encoding="utf-8")
+        atomic_write_text(output / C.DATASET_HASH_FILE, f"{dataset_sha}  {Path(config.dataset).name}\n")
         if info["task_ids"] is not None:
             C.write_json(output / C.TASKS_FILE, {"task_ids": info["task_ids"], "source": info["task_ids_source"]})
         C.plot_loss(log.records(), output / C.LOSS_PNG, f"{config.method.upper()} LoRA on {Path(config.model).name}")
