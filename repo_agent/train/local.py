@@ -61,16 +61,16 @@ def _previous(output: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (record, None) if isinstance(record, dict) else (None, f"{path} is not a JSON object")
 
 
-def _set_aside_unverifiable(output: Path, why: str, notify: Callable[[str], None]) -> None:
+def _set_aside_unverifiable(output: Path, why: str) -> str | None:
     """Checkpoints whose run record is unreadable cannot be shown to belong to this run: they are moved
-    to incomplete_checkpoints/ (kept, not trusted) and the run starts over."""
+    to incomplete_checkpoints/ (kept, not trusted) and the run starts over. Returns what was done."""
     checkpoints = output / C.CHECKPOINTS
     if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
-        return
+        return None
     target = output / C.INCOMPLETE / time.strftime("unverified-%Y%m%d-%H%M%S")
     target.parent.mkdir(parents=True, exist_ok=True)
     checkpoints.rename(target)
-    notify(f"{why}: its checkpoints cannot be checked against these settings; moved them to {target} and starting over")
+    return f"{why}: its checkpoints cannot be checked against these settings; moved them to {target} and starting over"
 
 
 def _reference_adapter_files(config: C.LocalTrainConfig) -> tuple[str, ...]:
@@ -230,12 +230,16 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
     C.validate_dataset(Path(config.dataset), config.method)  # before anything is written to OUTPUT
     _quiet_libraries()
     output.mkdir(parents=True, exist_ok=True)
-    if unreadable and not force and is_main_process():
-        _set_aside_unverifiable(output, unreadable, notify)
+    # what earlier resumes of this run set aside stays listed (the folders go once the run finishes)
+    skipped = list(previous.get("skipped_checkpoints") or []) if previous and not force else []
+    set_aside = _set_aside_unverifiable(output, unreadable) if unreadable and not force and is_main_process() else None
+    if set_aside:
+        notify(set_aside)
+        skipped.append(set_aside)
     checkpoints = output / C.CHECKPOINTS
     point = resume_point(output, extra_files=_reference_adapter_files(config), notify=notify)
     resume = str(point.checkpoint) if point.checkpoint else None
-    skipped = [s.describe() for s in point.skipped]
+    skipped += [s.describe() for s in point.skipped]
     log = C.TrainingLog(output / C.LOG_FILE)
     if is_main_process():  # rank 0 alone writes the log
         if point.checkpoint is not None:
