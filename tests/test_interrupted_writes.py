@@ -88,6 +88,16 @@ def test_without_a_readable_config_traces_of_another_run_are_refused(cli, finish
     assert (run / "results.jsonl").read_text() == rows  # the refused run touched nothing it would need
 
 
+def test_prefs_reports_the_repair_too(cli, finished_run, small_suite, tmp_path):
+    run = copy_run(finished_run, tmp_path / "run")
+    (run / "config.json").write_text("")
+    # an eval folder: the command name lives in extra_config, which no trace records, so prefs may reuse
+    # these rollouts (same suite, provider, agent settings and seeds); with a readable config it may not
+    result = cli("prefs", "--suite", small_suite, "--trace-dir", run, "--seed", "5", "--out", tmp_path / "pairs.jsonl")
+    assert result.exit_code == 0, result.output
+    assert f"repaired: {run / 'config.json'} is unreadable" in " ".join(result.stderr.split())
+
+
 def test_a_folder_killed_before_its_first_write_is_simply_used(cli, small_suite, tmp_path):
     """Earlier versions made traces/ before writing config.json; a kill in between left this folder."""
     run = tmp_path / "run"

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import options as O
 
@@ -216,9 +217,11 @@ def prefs(
     if leaked:
         _fail(f"{len(leaked)} task(s) of --suite are in the held-out --split-suite (e.g. {leaked[0]}): refusing", 3)
     try:
-        run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
+        result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
         _fail(str(exc))
+    for problem in result.problems:  # what resuming had to repair (torn lines, a rebuilt config.json)
+        console.print(f"[yellow]repaired:[/yellow] {escape(problem)}")
     _mine(trace_dir, output, fmt, chosen_sources, test_ids)
 
 
