@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,8 +68,9 @@ class RequestGate:
             self._generation += 1
             self._cond.notify_all()
 
-    def enter(self) -> bool:
-        """Wait for admission; False when the request was dropped while held."""
+    def enter(self, client_alive: Callable[[], bool] = lambda: True) -> bool:
+        """Wait for admission; False when the request was dropped while held, or its client is gone
+        (a request of a killed client that reaches the gate late never takes the next client's budget)."""
         with self._cond:
             generation = self._generation
             while True:
@@ -76,6 +79,8 @@ class RequestGate:
                 if self._budget is None or self._budget > 0:
                     break
                 self._cond.wait()
+            if self._budget is not None and not client_alive():  # only a paced run needs the check
+                return False
             if self._budget is not None:
                 self._budget -= 1
             self.answered += 1
@@ -166,6 +171,18 @@ def completion_body(body: dict[str, Any], reply: dict[str, Any], number: int) ->
     }
 
 
+def _peer_alive(sock: socket.socket) -> bool:
+    """False once the client closed its end (a killed process's sockets are closed by the kernel); a
+    live client waiting for its answer sends nothing, so its socket is not readable."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except OSError:
+        return False
+
+
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like a real server
@@ -197,7 +214,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return
-            if not server.gate.enter():
+            if not server.gate.enter(lambda: _peer_alive(self.connection)):
                 self.close_connection = True  # held, then dropped: its client is gone
                 return
             number = server.record(body)
