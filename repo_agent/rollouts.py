@@ -8,7 +8,8 @@
 A rollout is done when its trace says "finished" AND results.jsonl has its row. Re-running resumes:
 done rollouts are skipped, a finished trace without its row gets the row (a kill between the two
 writes), a torn last line of results.jsonl (kill -9 during the append) is cut off, anything else is
-rerun from scratch. A config.json that differs in what decides the results is refused unless redo.
+rerun from scratch. A config.json that differs in what decides the results is refused unless redo;
+a missing or unreadable one is rebuilt when every trace matches the command (run_repair.py).
 
 Threads, not processes: model calls are I/O-bound, and workspace.run_tests already caps concurrent
 (CPU-bound) test runs at the core count, so W workers keep up to W requests in flight.
@@ -151,30 +152,60 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def prepare_run_dir(trace_dir: Path, config: dict[str, Any], redo: bool) -> None:
-    """Create or check trace_dir and write config.json. redo removes this module's files only."""
+def prepare_run_dir(trace_dir: Path, config: dict[str, Any], redo: bool) -> list[str]:
+    """Create or check trace_dir and write config.json. redo removes this module's files only.
+    Returns what had to be repaired (one line each). config.json is written before anything else, so
+    a run killed at any moment leaves either no run or a run with its config."""
     trace_dir.mkdir(parents=True, exist_ok=True)
     config_path = trace_dir / CONFIG_FILE
+    notes: list[str] = []
     if redo:
         shutil.rmtree(trace_dir / TRACES_DIR, ignore_errors=True)
         for name in (RESULTS_FILE, CONFIG_FILE, "report.json", "report.md"):
             (trace_dir / name).unlink(missing_ok=True)
-    elif config_path.exists():
-        try:
-            old = json.loads(config_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise RunConfigMismatch(f"{config_path} is not valid JSON ({exc}); use --redo to start over") from None
-        diffs = config_differences(old, config)
-        if diffs:
-            raise RunConfigMismatch(
-                f"{trace_dir} holds a different run; differing: {'; '.join(diffs)}. "
-                "Use another --trace-dir, or --redo to delete its traces and start over.")
-    elif (trace_dir / RESULTS_FILE).exists() or (trace_dir / TRACES_DIR).exists():
-        raise RunConfigMismatch(f"{trace_dir} has rollouts but no {CONFIG_FILE}; use --redo to start over")
+    else:
+        old, unreadable = _read_config(config_path)
+        if old is not None:
+            diffs = config_differences(old, config)
+            if diffs:
+                raise RunConfigMismatch(
+                    f"{trace_dir} holds a different run; differing: {'; '.join(diffs)}. "
+                    "Use another --trace-dir, or --redo to delete its traces and start over.")
+        elif _has_rollouts(trace_dir):
+            notes.append(_config_from_traces(trace_dir, config, unreadable or f"{config_path} is missing"))
+    atomic_write_json(config_path, config)
     (trace_dir / TRACES_DIR).mkdir(exist_ok=True)
     for stale in [*trace_dir.glob(".*.tmp"), *(trace_dir / TRACES_DIR).glob(".*.tmp")]:
         stale.unlink(missing_ok=True)  # half-written temp files of a killed run (the real files are intact)
-    atomic_write_json(config_path, config)
+    return notes
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    if not path.exists():
+        return None, None
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{path} is unreadable ({exc})"
+    return (old, None) if isinstance(old, dict) else (None, f"{path} is not a JSON object")
+
+
+def _has_rollouts(trace_dir: Path) -> bool:
+    results = trace_dir / RESULTS_FILE
+    return (results.exists() and results.stat().st_size > 0) or any((trace_dir / TRACES_DIR).glob("*.json"))
+
+
+def _config_from_traces(trace_dir: Path, config: dict[str, Any], why: str) -> str:
+    """No readable config.json beside existing rollouts: keep them only if every trace was made by this command."""
+    from .run_repair import check_traces
+
+    checked, foreign = check_traces(trace_dir / TRACES_DIR, config,
+                                    lambda task_id, index: rollout_seed(config["seed"], task_id, index))
+    if foreign:
+        listed = "; ".join(foreign[:3]) + (f"; ... {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunConfigMismatch(f"{why}, and {len(foreign)} of its {checked} traces come from a different run ({listed}). "
+                                "Use another --trace-dir, or --redo to delete its traces and start over.")
+    return f"{why}; all {checked} readable traces match this command, so {CONFIG_FILE} was written again"
 
 
 def read_results(path: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
@@ -271,8 +302,7 @@ def run_rollouts(suite: Suite, provider: ProviderConfig, agent: AgentConfig, tra
         raise ValueError(f"rollouts and num_workers must be >= 1, got {rollouts} and {num_workers}")
     started = time.monotonic()
     trace_dir = Path(trace_dir)
-    prepare_run_dir(trace_dir, run_config(suite, provider, agent, rollouts, seed, extra_config), redo)
-    problems: list[str] = []
+    problems = prepare_run_dir(trace_dir, run_config(suite, provider, agent, rollouts, seed, extra_config), redo)
     log = ResultsLog(trace_dir / RESULTS_FILE)
     jobs = plan_jobs(suite, rollouts, seed)
     known = {job.rollout_id for job in jobs}

@@ -14,6 +14,11 @@ so concurrent requests overlap like a real server), `fail_first` (the first N re
 `fail_status`, e.g. 500 or 429, to exercise client retries) and `requests` (every request body seen,
 for assertions). Token usage is reported as len(text) // 4 + 1, deterministic.
 
+`gate` paces a client by progress instead of by the clock: `gate.limit(n)` lets n more requests
+through and holds the rest, `gate.wait_answered(n)` blocks until n requests were let through in
+all, and `gate.drop_held()` closes the held requests without an answer (their client was killed).
+So a test can stop a client at an exact point and know it cannot have finished, however fast it is.
+
 Run it standalone for manual tries or benchmarks:
     python tests/fake_openai_server.py --port 8765 --delay 0.5 --replies replies.json
 """
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +44,61 @@ def approx_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
+class RequestGate:
+    """Admission control for the fake server's requests (unlimited until `limit` is called)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._budget: int | None = None
+        self._generation = 0
+        self.answered = 0
+
+    def limit(self, more: int) -> None:
+        with self._cond:
+            self._budget = more
+            self._cond.notify_all()
+
+    def unlimited(self) -> None:
+        with self._cond:
+            self._budget = None
+            self._cond.notify_all()
+
+    def drop_held(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def enter(self, client_alive: Callable[[], bool] = lambda: True) -> bool:
+        """Wait for admission; False when the request was dropped while held, or its client is gone
+        (a request of a killed client that reaches the gate late never takes the next client's budget)."""
+        with self._cond:
+            generation = self._generation
+            while True:
+                if self._generation != generation:  # checked first: a dropped request never takes new budget
+                    return False
+                if self._budget is None or self._budget > 0:
+                    break
+                self._cond.wait()
+            if self._budget is not None and not client_alive():  # only a paced run needs the check
+                return False
+            if self._budget is not None:
+                self._budget -= 1
+            self.answered += 1
+            self._cond.notify_all()
+            return True
+
+    def wait_answered(self, count: int, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
+        """Block until `count` requests were let through in all; raises if `alive()` turns False first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self.answered < count:
+                if not alive():
+                    raise AssertionError(f"the client ended after {self.answered} of {count} requests")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"only {self.answered} of {count} requests within {timeout_s}s")
+                self._cond.wait(timeout=0.1)
+
+
 class FakeOpenAIServer:
     def __init__(self, replies: list[Any] | None = None, *, delay_s: float = 0.0, reply_fn: ReplyFn | None = None,
                  fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1", port: int = 0):
@@ -46,6 +108,7 @@ class FakeOpenAIServer:
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.requests: list[dict[str, Any]] = []
+        self.gate = RequestGate()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -62,6 +125,8 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        self.gate.drop_held()
+        self.gate.unlimited()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -106,6 +171,18 @@ def completion_body(body: dict[str, Any], reply: dict[str, Any], number: int) ->
     }
 
 
+def _peer_alive(sock: socket.socket) -> bool:
+    """False once the client closed its end (a killed process's sockets are closed by the kernel); a
+    live client waiting for its answer sends nothing, so its socket is not readable."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except OSError:
+        return False
+
+
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like a real server
@@ -136,6 +213,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            if not server.gate.enter(lambda: _peer_alive(self.connection)):
+                self.close_connection = True  # held, then dropped: its client is gone
                 return
             number = server.record(body)
             if server.delay_s:

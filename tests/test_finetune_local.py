@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -183,26 +184,57 @@ def test_task_ids_come_from_file_metadata_sidecar_or_traces(tmp_path):
     assert trained_task_ids(dataset, tagged, str(listed), None)[0] == ["bundled/x", "bundled/y"]
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_llama, sft_data, tmp_path):
-    output = tmp_path / "out"
-    command = [str(Path(sys.executable).parent / "repo-agent"), "finetune", "local", "sft", "--dataset", str(sft_data),
-               "--model", str(tiny_llama), "--output", str(output), "--max-steps", "40", "--save-steps", "2",
-               "--batch-size", "1", "--learning-rate", "1e-3"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((output / "checkpoints").glob("checkpoint-*/trainer_state.json")):  # written last
-        assert process.poll() is None, "the run ended before writing a checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    record = json.loads((output / "train_config.json").read_text())
-    assert record["finished"] is False
+def _newest_checkpoint_step(checkpoints: Path) -> int:
+    steps = []
+    for name in os.listdir(checkpoints) if checkpoints.is_dir() else []:
+        if name.startswith("checkpoint-") and name[len("checkpoint-"):].isdigit():
+            steps.append(int(name[len("checkpoint-"):]))
+    return max(steps, default=0)
 
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+def test_a_run_killed_at_any_moment_resumes_and_finishes(tiny_llama, sft_data, tmp_path):
+    """The one real SIGKILL: it lands once training has started saving (often in the middle of a save),
+    at a moment that depends on the machine's speed. Whatever it hit, the rerun must finish all the
+    steps, log each exactly once, and say whether it resumed or started over. Which checkpoint it
+    resumed from is deliberately not asserted (tests/test_training_resume.py covers that on states
+    built deterministically)."""
+    output = tmp_path / "out"
+    steps = 40
+    command = [str(Path(sys.executable).parent / "repo-agent"), "finetune", "local", "sft", "--dataset", str(sft_data),
+               "--model", str(tiny_llama), "--output", str(output), "--max-steps", str(steps), "--save-steps", "2",
+               "--batch-size", "1", "--learning-rate", "1e-3"]
+    chooser = random.Random()
+    target = chooser.choice(range(2, steps // 2 + 1, 2))  # kill once checkpoint-`target` (or a later one) is being saved
+    jitter = chooser.uniform(0.0, 0.1)
+    moment = f"kill after checkpoint-{target} appeared + {jitter:.3f}s"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600  # generous: only a broken run gets anywhere near it
+        # progress, not a clock: the folder appears when its save starts (its files follow one by one)
+        while _newest_checkpoint_step(output / "checkpoints") < target:
+            assert process.poll() is None, f"the run ended (exit {process.returncode}) before checkpoint-{target}"
+            assert time.monotonic() < deadline, f"no checkpoint-{target} within 600 s"
+            time.sleep(0.01)
+        time.sleep(jitter)
+        # at least steps/2 steps remain after checkpoint-`target`: the run cannot have finished
+        assert process.poll() is None, f"the run finished before the kill ({moment})"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert json.loads((output / "train_config.json").read_text())["finished"] is False
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+    assert resumed.returncode == 0, f"{moment}\n{resumed.stderr[-3000:]}"
+    said = " ".join(resumed.stderr.split())
+    assert "resuming from checkpoint-" in said or "starting over" in said, (moment, said[-2000:])
     summary = json.loads((output / "train_config.json").read_text())["summary"]
-    assert summary["steps"] == 40 and "checkpoint-" in summary["resumed_from"]
-    steps_logged = [json.loads(line)["step"] for line in (output / "training_log.jsonl").read_text().splitlines()
-                    if '"loss"' in line]
-    assert steps_logged[-1] == 40 and min(steps_logged) == 1  # the log kept the steps before the crash
+    assert summary["steps"] == steps
+    assert ("resuming from checkpoint-" in said) == (summary["resumed_from"] is not None)
+    logged = [json.loads(line)["step"] for line in (output / "training_log.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    assert logged == list(range(1, steps + 1)), moment  # steps before the kill kept, none counted twice
+    assert not (output / "checkpoints").exists() and not (output / "incomplete_checkpoints").exists()
+    print(f"{moment}: resumed from {summary['resumed_from']}; skipped {summary['skipped_checkpoints']}")

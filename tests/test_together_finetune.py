@@ -18,6 +18,7 @@ from repo_agent.protocol import Final, ToolCall, render_action
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "tg-secret-key-never-to-be-seen-7f3a"
 SYSTEM = "You are a repo-fixing agent. Reply with ONE JSON object."
+WAIT_DEADLINE_S = 600  # subprocess waits: far above a slow start on a loaded machine, reached only by a hang
 
 
 @pytest.fixture
@@ -274,13 +275,19 @@ def test_ctrl_c_stops_watching_but_not_the_job(fake, tmp_path):
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True)  # never let the pipe fill
     reader.start()
-    deadline = time.monotonic() + 60
-    # interrupt only once the watcher is inside its polling loop (it has printed and the job is running)
-    while (not lines or _record(out)["status"] != "running") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # Interrupt only once the watcher is inside its polling loop (it has printed and recorded the job
+    # as running): a condition, not a clock. The deadline only stops a broken watcher from hanging the
+    # suite; reaching it fails the test instead of interrupting the watcher at some other point.
+    deadline = time.monotonic() + WAIT_DEADLINE_S
+    while not lines or _record(out)["status"] != "running":
+        if watcher.poll() is not None or time.monotonic() > deadline:
+            watcher.kill()
+            reader.join(timeout=10)
+            pytest.fail(f"the watcher never reached its polling loop (exit {watcher.returncode}):\n{''.join(lines)}")
+        time.sleep(0.05)
     watcher.send_signal(signal.SIGINT)
-    watcher.wait(timeout=60)
-    reader.join(timeout=10)
+    watcher.wait(timeout=WAIT_DEADLINE_S)
+    reader.join(timeout=WAIT_DEADLINE_S)
     output = "".join(lines)
 
     assert watcher.returncode == 130, output
@@ -354,7 +361,7 @@ def test_user_script_is_a_thin_shell_over_the_same_command(fake, tmp_path):
         [sys.executable, str(ROOT / "scripts" / "sft_finetune_quick.py"), "--dataset", str(_sft_file(tmp_path)),
          "--model", "meta-llama/X", "--suffix", "quick", "--epochs", "1", "--batch-size", "max",
          "--learning-rate", "1e-5", "--lora", "--watch", "--poll-interval", "0.01", "--out", str(out), "--base-url", fake.url],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True, text=True, timeout=WAIT_DEADLINE_S, cwd=tmp_path,
     )
 
     assert completed.returncode == 0, completed.stdout + completed.stderr

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import options as O
 
@@ -226,9 +227,11 @@ def prefs(
         _fail(f"{len(leaked)} task(s) of --suite are held out (e.g. {leaked[0]}): teacher rollouts on them would become "
               "training data; use the train side of the split (or --allow-held-out)", 3)
     try:
-        run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
+        result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
         _fail(str(exc))
+    for problem in result.problems:  # what resuming had to repair (torn lines, a rebuilt config.json)
+        console.print(f"[yellow]repaired:[/yellow] {escape(problem)}")
     _mine(trace_dir, output, fmt, chosen_sources, held_out)
 
 

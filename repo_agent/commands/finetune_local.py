@@ -66,7 +66,8 @@ def _run(config: Any, force: bool) -> None:
 
     progress = RichProgress(f"{config.method} steps")
     try:
-        outcome = train(config, force=force, progress=progress)
+        outcome = train(config, force=force, progress=progress,
+                        notify=lambda line: console.print(line, markup=False, soft_wrap=True, highlight=False))
     except (TrainDataError, RunFolderError, ModelNotFoundError) as exc:
         progress.progress.stop()
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)

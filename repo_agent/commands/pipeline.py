@@ -21,15 +21,39 @@ console = Console(stderr=True)
 REPO_SUITES = Path("eval/suites")
 
 
-def _stage(title: str, args: list[str], log: list[dict]) -> None:
+class StageRecord:
+    """pipeline.json, rewritten atomically after every stage (a failed one too), so a kill at any moment
+    leaves the record of every stage that ended, never half a file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stages: list[dict] = []
+
+    def add(self, stage: dict) -> None:
+        self.stages.append(stage)
+        self.save(finished=False)
+
+    def save(self, finished: bool) -> None:
+        from ..atomic import atomic_write_json
+
+        atomic_write_json(self.path, {"stages": self.stages, "finished": finished})
+
+
+def _stage(title: str, args: list[str], record: StageRecord) -> None:
     from ..cli import app
 
     console.print(Rule(f"[bold]{title}"))
     console.print(f"$ repo-agent {shlex.join(args)}", style="cyan", soft_wrap=True)
     started = time.monotonic()
-    code = app(args, standalone_mode=False, prog_name="repo-agent")
+    entry = {"stage": title, "command": ["repo-agent", *args]}
+    try:
+        code = app(args, standalone_mode=False, prog_name="repo-agent")
+    except BaseException as exc:  # a usage error, a crash or Ctrl-C inside the stage: record it, then let it propagate
+        record.add({**entry, "seconds": round(time.monotonic() - started, 1),
+                    "exit_code": getattr(exc, "exit_code", None), "error": f"{type(exc).__name__}: {exc}"})
+        raise
     elapsed = time.monotonic() - started
-    log.append({"stage": title, "command": ["repo-agent", *args], "seconds": round(elapsed, 1), "exit_code": code or 0})
+    record.add({**entry, "seconds": round(elapsed, 1), "exit_code": code or 0})
     if code:
         console.print(f"[red]stage '{title}' failed with exit code {code}; fix it and re-run: finished stages are kept.")
         raise typer.Exit(code)
@@ -57,10 +81,8 @@ def pipeline(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Teacher rollouts -> step SFT data -> LoRA SFT of the student -> eval base vs fine-tuned -> comparison."""
-    import json
-
     out.mkdir(parents=True, exist_ok=True)
-    log: list[dict] = []
+    log = StageRecord(out / "pipeline.json")
     teacher = ["--llm-provider", teacher_provider, "--model", teacher_model]
     if teacher_base_url:
         teacher += ["--base-url", teacher_base_url]
@@ -84,8 +106,8 @@ def pipeline(
         "eval", "--suite", str(test_suite), "--trace-dir", str(out / "eval_sft"), *student, "--adapter", str(adapter)], log)
     _stage("compare base vs fine-tuned", [
         "report", "compare", str(out / "eval_base"), str(out / "eval_sft"), "--out", str(out / "compare")], log)
-    (out / "pipeline.json").write_text(json.dumps({"stages": log}, indent=2) + "\n")
-    total = sum(s["seconds"] for s in log)
+    log.save(finished=True)
+    total = sum(s["seconds"] for s in log.stages)
     console.print(Rule("[bold]done"))
     console.print(f"pipeline finished in {total / 60:.1f} min; comparison: {out / 'compare'}")
 

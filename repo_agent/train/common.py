@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..atomic import atomic_write_text
+from .checkpoints import CHECKPOINTS, INCOMPLETE  # noqa: F401  (re-exported: where a run keeps its checkpoints)
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "training_log.jsonl"
 LOSS_PNG = "loss.png"
 TASKS_FILE = "trained_tasks.json"
 DATASET_HASH_FILE = "dataset.sha256"
-CHECKPOINTS = "checkpoints"
 _KEPT_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")  # what chat templates read; drops "weight"
 
 
@@ -226,6 +226,14 @@ class TrainingLog:
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
+
+    def keep_until(self, step: int) -> int:
+        """Drop the records after `step` (those of steps a resumed run redoes) and any line cut by a
+        crash, in one atomic rewrite. Returns how many records were dropped."""
+        kept = [r for r in self.records() if isinstance(r.get("step"), int) and r["step"] <= step]
+        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.is_file() else []
+        atomic_write_text(self.path, "".join(json.dumps(r, default=float) + "\n" for r in kept))
+        return len(lines) - len(kept)
 
     def records(self) -> list[dict[str, Any]]:
         if not self.path.is_file():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ..atomic import atomic_write_text
 from . import common as C
+from .checkpoints import is_main_process, resume_point, step_of
 
 
 class RunFolderError(ValueError):
@@ -32,6 +34,7 @@ class TrainOutcome:
     dropped: int
     task_ids: list[str] | None
     resumed_from: str | None
+    skipped_checkpoints: list[str] = field(default_factory=list)  # what resume set aside, and why
 
 
 def _settings(config: C.LocalTrainConfig, dataset_sha: str) -> dict[str, Any]:
@@ -43,16 +46,39 @@ def _settings(config: C.LocalTrainConfig, dataset_sha: str) -> dict[str, Any]:
     return settings
 
 
-def _previous(output: Path) -> dict[str, Any] | None:
+def _previous(output: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The run record OUTPUT holds, or (None, why it cannot be read). It is written atomically, so an
+    unreadable one comes from outside (a damaged disk, a hand edit), not from a kill."""
     import json
 
     path = output / C.CONFIG_FILE
     if not path.is_file():
-        return None
+        return None, None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{path} is unreadable ({exc.__class__.__name__})"
+    return (record, None) if isinstance(record, dict) else (None, f"{path} is not a JSON object")
+
+
+def _set_aside_unverifiable(output: Path, why: str) -> str | None:
+    """Checkpoints whose run record is unreadable cannot be shown to belong to this run: they are moved
+    to incomplete_checkpoints/ (kept, not trusted) and the run starts over. Returns what was done."""
+    checkpoints = output / C.CHECKPOINTS
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
         return None
+    target = output / C.INCOMPLETE / time.strftime("unverified-%Y%m%d-%H%M%S")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    checkpoints.rename(target)
+    return f"{why}: its checkpoints cannot be checked against these settings; moved them to {target} and starting over"
+
+
+def _reference_adapter_files(config: C.LocalTrainConfig) -> tuple[str, ...]:
+    """DPO on top of --from-adapter keeps a frozen copy of it as the adapter "ref", saved in every
+    checkpoint's ref/ folder; resuming without it would break the reference model."""
+    if config.method == "dpo" and config.from_adapter:
+        return ("ref/adapter_config.json", "ref/adapter_model.safetensors")
+    return ()
 
 
 def _load_for_training(config: C.LocalTrainConfig) -> tuple[Any, Any]:
@@ -175,15 +201,22 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
-def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | None = None) -> TrainOutcome:
-    """Run (or resume, or skip as already done) one fine-tuning run into config.output."""
+def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | None = None,
+          notify: Callable[[str], None] | None = None) -> TrainOutcome:
+    """Run (or resume, or skip as already done) one fine-tuning run into config.output.
+
+    A resume starts from the newest COMPLETE checkpoint (train/checkpoints.py); `notify` is told, one
+    line each, which incomplete ones were set aside and where the run resumes."""
+    notify = notify or (lambda line: None)
     output = Path(config.output)
     dataset_sha = C.file_sha256(Path(config.dataset))
     settings = _settings(config, dataset_sha)
-    previous = _previous(output)
+    previous, unreadable = _previous(output)
     if previous and not force:
         same = previous.get("settings") == settings
         if same and previous.get("finished"):
+            for leftover in (C.CHECKPOINTS, C.INCOMPLETE):  # a kill while the finished run cleaned up
+                shutil.rmtree(output / leftover, ignore_errors=True)
             summary = previous.get("summary") or {}
             return TrainOutcome(output, True, summary.get("steps", 0), summary.get("train_loss"), 0.0, 0,
                                 summary.get("examples", 0), summary.get("dropped", 0), summary.get("task_ids"), None)
@@ -191,24 +224,35 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
             raise RunFolderError(f"{output} holds a run with other settings or data; pick another --output or pass --force")
     if force and output.exists():
         shutil.rmtree(output / C.CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(output / C.INCOMPLETE, ignore_errors=True)
         for name in (C.CONFIG_FILE, C.LOG_FILE, C.LOSS_PNG):
             (output / name).unlink(missing_ok=True)
     C.validate_dataset(Path(config.dataset), config.method)  # before anything is written to OUTPUT
     _quiet_libraries()
-    from transformers.trainer_utils import get_last_checkpoint
-
     output.mkdir(parents=True, exist_ok=True)
+    # what earlier resumes of this run set aside stays listed (the folders go once the run finishes)
+    skipped = list(previous.get("skipped_checkpoints") or []) if previous and not force else []
+    set_aside = _set_aside_unverifiable(output, unreadable) if unreadable and not force and is_main_process() else None
+    if set_aside:
+        notify(set_aside)
+        skipped.append(set_aside)
     checkpoints = output / C.CHECKPOINTS
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    point = resume_point(output, extra_files=_reference_adapter_files(config), notify=notify)
+    resume = str(point.checkpoint) if point.checkpoint else None
+    skipped += [s.describe() for s in point.skipped]
     log = C.TrainingLog(output / C.LOG_FILE)
-    if not resume:
-        log.path.unlink(missing_ok=True)
+    if is_main_process():  # rank 0 alone writes the log
+        if point.checkpoint is not None:
+            log.keep_until(step_of(point.checkpoint) or 0)  # the steps after it are trained again
+        else:
+            log.path.unlink(missing_ok=True)
     trainer, info = build_trainer(config, callbacks=[log_callback(log, progress)])
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our log file and progress bar replace its raw dict prints
     main = trainer.accelerator.is_main_process  # under `accelerate launch` only rank 0 writes files
-    record = {"settings": settings, "finished": False, "data": info, "trl_args": trainer.args.to_dict()}
+    record = {"settings": settings, "finished": False, "data": info, "trl_args": trainer.args.to_dict(),
+              "resumed_from": resume, "skipped_checkpoints": skipped}
     if main:
         C.write_json(output / C.CONFIG_FILE, record)
     started = time.monotonic()
@@ -219,15 +263,16 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
         if config.from_adapter:
             shutil.rmtree(output / "ref", ignore_errors=True)  # DPO's frozen copy of --from-adapter: not the result
         trainer.processing_class.save_pretrained(str(output))
-        (output / C.DATASET_HASH_FILE).write_text(f"{dataset_sha}  {Path(config.dataset).name}\n", encoding="utf-8")
+        atomic_write_text(output / C.DATASET_HASH_FILE, f"{dataset_sha}  {Path(config.dataset).name}\n")
         if info["task_ids"] is not None:
             C.write_json(output / C.TASKS_FILE, {"task_ids": info["task_ids"], "source": info["task_ids_source"]})
         C.plot_loss(log.records(), output / C.LOSS_PNG, f"{config.method.upper()} LoRA on {Path(config.model).name}")
         summary = {"steps": result.global_step, "train_loss": result.training_loss, "runtime_s": round(runtime, 2),
                    "examples": info["examples"], "dropped": info["dropped_too_long"], "task_ids": info["task_ids"],
-                   "resumed_from": resume}
+                   "resumed_from": resume, "skipped_checkpoints": skipped}
         C.write_json(output / C.CONFIG_FILE, {**record, "finished": True, "summary": summary})
         shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: optimizer state is dead weight now
+        shutil.rmtree(output / C.INCOMPLETE, ignore_errors=True)  # what was set aside is listed in the summary
     tokens = int(max((r.get("num_tokens", 0) for r in log.records()), default=0))
     return TrainOutcome(output, False, result.global_step, result.training_loss, runtime, tokens, info["examples"],
-                        info["dropped_too_long"], info["task_ids"], resume)
+                        info["dropped_too_long"], info["task_ids"], resume, skipped)

@@ -238,7 +238,7 @@ def save_trained_tasks(run_dir: Path, task_ids: list[str], source: Path) -> Path
     """RUN_DIR/trained_tasks.json = {"task_ids": [...]}: the shape `eval --trained-tasks` reads."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "trained_tasks.json"
-    path.write_text(json.dumps({"task_ids": task_ids, "source": str(source)}, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps({"task_ids": task_ids, "source": str(source)}, indent=2) + "\n")
     return path
 
 
