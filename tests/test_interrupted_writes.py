@@ -13,6 +13,7 @@ import pytest
 from conftest import BUNDLED_SUITE
 
 TASKS = 3
+ORACLE = ("--llm-provider", "oracle", "--allow-oracle")  # a reference ceiling: these tasks include held-out ones
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def finished_run(tmp_path_factory, small_suite) -> Path:
     from typer.testing import CliRunner
 
     run = tmp_path_factory.mktemp("rollouts") / "run"
-    result = CliRunner().invoke(app, ["eval", "--suite", str(small_suite), "--trace-dir", str(run), "--seed", "5"])
+    result = CliRunner().invoke(app, ["eval", "--suite", str(small_suite), "--trace-dir", str(run), "--seed", "5", *ORACLE])
     assert result.exit_code == 0, result.output
     return run
 
@@ -58,7 +59,7 @@ def test_a_lost_run_config_is_rebuilt_when_every_trace_matches(cli, finished_run
     else:
         config.unlink()
 
-    result = cli("eval", "--suite", small_suite, "--trace-dir", run, "--seed", "5")
+    result = cli("eval", "--suite", small_suite, "--trace-dir", run, "--seed", "5", *ORACLE)
 
     assert result.exit_code == 0, result.output
     said = " ".join(result.stderr.split())
@@ -79,7 +80,7 @@ def test_without_a_readable_config_traces_of_another_run_are_refused(cli, finish
     (run / "config.json").write_text('{"schema": "repo-agent/run", "suite": {"suite')
     rows = (run / "results.jsonl").read_text()
 
-    result = cli("eval", "--suite", small_suite, "--trace-dir", run, *flags)
+    result = cli("eval", "--suite", small_suite, "--trace-dir", run, *ORACLE, *flags)
 
     assert result.exit_code == 2, result.output
     said = " ".join(result.stderr.split())
@@ -93,7 +94,8 @@ def test_prefs_reports_the_repair_too(cli, finished_run, small_suite, tmp_path):
     (run / "config.json").write_text("")
     # an eval folder: the command name lives in extra_config, which no trace records, so prefs may reuse
     # these rollouts (same suite, provider, agent settings and seeds); with a readable config it may not
-    result = cli("prefs", "--suite", small_suite, "--trace-dir", run, "--seed", "5", "--out", tmp_path / "pairs.jsonl")
+    result = cli("prefs", "--suite", small_suite, "--trace-dir", run, "--seed", "5", "--out", tmp_path / "pairs.jsonl",
+                 "--llm-provider", "oracle", "--allow-held-out")
     assert result.exit_code == 0, result.output
     assert f"repaired: {run / 'config.json'} is unreadable" in " ".join(result.stderr.split())
 
@@ -105,7 +107,7 @@ def test_a_folder_killed_before_its_first_write_is_simply_used(cli, small_suite,
     (run / "results.jsonl").write_text("")
     (run / ".config.json.123.456.tmp").write_text('{"sche')
 
-    result = cli("eval", "--suite", small_suite, "--trace-dir", run)
+    result = cli("eval", "--suite", small_suite, "--trace-dir", run, *ORACLE)
 
     assert result.exit_code == 0, result.output
     assert f"{TASKS} rollouts run, 0 already finished" in result.stderr
