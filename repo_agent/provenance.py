@@ -66,15 +66,20 @@ def trained_tasks(model: str | None, adapter: str | Path | None, trained_tasks_f
     """{"task_ids": [...], "sources": [...]}: the union of everything known about the model's training."""
     ids: set[str] = set()
     sources: list[str] = []
+    policies: set[str] = set()
     if trained_tasks_file:
         ids |= set(read_task_ids(Path(trained_tasks_file)))
         sources.append(f"--trained-tasks {trained_tasks_file}")
     if adapter and (Path(adapter) / TASKS_FILE).is_file():
         ids |= set(read_task_ids(Path(adapter) / TASKS_FILE))
         sources.append(str(Path(adapter) / TASKS_FILE))
+        try:
+            policies |= set(json.loads((Path(adapter) / TASKS_FILE).read_text(encoding="utf-8")).get("test_policies") or [])
+        except (ValueError, AttributeError):
+            pass
     if model:
         found = registered_tasks(model)
         if found:
             ids |= set(found[0])
             sources.append(f"registered fine-tune {model} ({found[1]})")
-    return {"task_ids": sorted(ids), "sources": sources}
+    return {"task_ids": sorted(ids), "sources": sources, "test_policies": sorted(policies)}

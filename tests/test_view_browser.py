@@ -208,7 +208,9 @@ def test_served_on_loopback(page, runs, recorder, tmp_path):
         page.locator("#task-table a.cell").first.click()
         page.wait_for_url(re.compile(r".*/rollouts/.*\.html$"))
         assert page.locator("section.step").count() >= 1
+        page.wait_for_load_state("networkidle")  # nothing still loading when the server stops below
         assert all(u.startswith(origin) for u in recorder.requests)
+        page.close()
     finally:
         process.terminate()
         process.wait(timeout=30)

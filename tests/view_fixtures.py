@@ -87,7 +87,8 @@ def _make_fixture_run(oracle: Path, fixture: Path, bundled) -> None:
     traces = fixture / "traces"
     gcd = json.loads((traces / "bundled__gcd__r0.json").read_text())
     (traces / "bundled__gcd__r0.json").write_text(json.dumps(new_style_trace(gcd, bundled)))
-    # bundled__gcd__r1.json stays exactly as the CLI wrote it: an old-style trace
+    old = json.loads((traces / "bundled__gcd__r1.json").read_text())
+    (traces / "bundled__gcd__r1.json").write_text(json.dumps(old_style_trace(old)))
     (traces / "bundled__clamp__r1.json").write_text('{"schema": "repo-agent/trace", "task_id": "bundled/cl')  # torn
     unfinished = json.loads((traces / "bundled__is_prime__r1.json").read_text())
     for name in ("stop_reason", "verdict", "metrics", "finished_at", "error"):
@@ -99,6 +100,21 @@ def _make_fixture_run(oracle: Path, fixture: Path, bundled) -> None:
     evil = json.loads((oracle / "traces" / "bundled__clamp__r0.json").read_text())
     evil.update(task_id=EVIL_TASK, rollout_index=0, rollout_id="evil__r0")
     (traces / "evil__r0.json").write_text(json.dumps(evil))
+
+
+def old_style_trace(trace: dict) -> dict:
+    """`trace` as the first release wrote it: without the sealed verdict's fields (outcome, diff, refusals)."""
+    trace = json.loads(json.dumps(trace))
+    for key in ("final_diff", "refused_writes", "tampered", "ignored_changes", "toolset", "decoding", "rewards"):
+        trace.pop(key, None)
+    for key in ("outcome", "sealed", "sandbox", "expected_tests", "missing_tests", "integrity", "tests"):
+        (trace.get("verdict") or {}).pop(key, None)
+    for key in ("outcome", "refused_writes", "tampered"):
+        (trace.get("metrics") or {}).pop(key, None)
+    for step in trace.get("steps") or []:
+        for key in ("refused", "stopped_early", "mistake"):
+            step.pop(key, None)
+    return trace
 
 
 def new_style_trace(trace: dict, bundled) -> dict:

@@ -78,15 +78,22 @@ class _TraceProgress:
         self.progress.stop()
 
 
-def _finish(stats, writers, kind: str, stats_file: Path) -> None:
-    """Validate the temp file, then commit every writer (data first) or discard them all."""
+def _finish(stats, writers, kind: str, stats_file: Path, empty_ok: bool = False) -> None:
+    """Validate the temp file, then commit every writer (data first) or discard them all. With
+    `empty_ok`, nothing to write is a warning (the stats file still says why), not a failure."""
     from ..data.check import check_file
 
     data = writers[0]
     if data.count == 0:
         for w in writers:
             w.discard()
+        data.path.unlink(missing_ok=True)  # an older file must not pass for this run's output
         console.print(stats.table())
+        if empty_ok:
+            stats.write(stats_file)
+            console.print(f"[yellow]warning:[/yellow] no pairs: nothing written to {data.path} (see {stats_file}); "
+                          "pairs need two rollouts of a task that reach one state and then differ in an outcome")
+            return
         _fail("no examples survived the filters: nothing written (see the removed rows above)", 1)
     data.close()
     # Our rules are a superset of the SDK's local check (JSON-object lines, size), which `data check`
@@ -151,7 +158,7 @@ def sft_extract(
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
 
 
-def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], held_out: Any) -> None:
+def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], held_out: Any, empty_ok: bool = False) -> None:
     from ..data.export import file_kind
     from ..data.pairs import extract_pairs
     from ..data.sft import SplitLeakError
@@ -163,7 +170,7 @@ def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], hel
                                               held_out=held_out, on_trace=advance)
     except SplitLeakError as exc:
         _fail(str(exc), 3)
-    _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output))
+    _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output), empty_ok=empty_ok)
 
 
 def pairs_extract(
@@ -190,7 +197,7 @@ def prefs(
     suite: O.SuiteOpt,
     trace_dir: Annotated[Path, typer.Option("--trace-dir", help="Run directory for the rollouts; re-running the same command resumes it.")],
     output: OutputOpt,
-    rollouts: Annotated[int, typer.Option("--rollouts", min=2, help="Episodes per task (pairs need two or more rollouts of a task).")] = 4,
+    rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Episodes per task (pairs need two or more; with one, the rollouts are made and no pair is mined).")] = 4,
     num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Rollouts in parallel.")] = 4,
     redo: Annotated[bool, typer.Option("--redo", help="Delete this run's traces and start over.")] = False,
     fmt: FormatOpt = "json",
@@ -232,7 +239,11 @@ def prefs(
         _fail(str(exc))
     for problem in result.problems:  # what resuming had to repair (torn lines, a rebuilt config.json)
         console.print(f"[yellow]repaired:[/yellow] {escape(problem)}")
-    _mine(trace_dir, output, fmt, chosen_sources, held_out)
+    console.print(f"{result.ran} rollouts run, {result.skipped_existing} already finished"
+                  + (f", {result.repaired} repaired" if result.repaired else "") + f" in {result.wall_time_s:.1f}s")
+    if rollouts < 2:
+        console.print("[yellow]note:[/yellow] one rollout per task: no two rollouts can share a state, so no pairs are mined")
+    _mine(trace_dir, output, fmt, chosen_sources, held_out, empty_ok=True)
 
 
 @data_app.command("check")

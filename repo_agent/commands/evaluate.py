@@ -68,6 +68,12 @@ def evaluate(
         extra["trained_task_sources"] = trained["sources"]
     if provider.provider == "oracle":
         extra["reference_ceiling"] = True
+    if trained["test_policies"] and agent.test_policy not in trained["test_policies"]:
+        warning = (f"the model was trained on rollouts with test policy {', '.join(trained['test_policies'])} but is "
+                   f"evaluated with --test-policy {agent.test_policy}: it learnt to expect [TESTS ...] lines it will "
+                   "not see (or the reverse)")
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+        extra["warnings"] = [warning]
     try:
         result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed,
                               redo=redo, extra_config=extra)

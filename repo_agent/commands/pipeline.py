@@ -1,7 +1,7 @@
 """`repo-agent pipeline`: the whole loop in one command, offline, on the embedded model.
 
-teacher rollouts on the train split -> sft-extract -> finetune local sft -> eval base and fine-tuned on
-the test split -> report compare. Every stage is the same command a user can run alone, with the same
+teacher rollouts (and preference pairs) on the train split -> sft-extract -> finetune local sft
+(-> finetune local dpo) -> eval base and fine-tuned on the test split -> report compare. Every stage is the same command a user can run alone, with the same
 artefacts; the pipeline prints each command before running it, and every stage resumes, so re-running
 the pipeline after an interruption continues where it stopped.
 """
@@ -32,6 +32,9 @@ class StageRecord:
     def add(self, stage: dict) -> None:
         self.stages.append(stage)
         self.save(finished=False)
+
+    def note(self, what: str, details: object = None) -> None:
+        self.add({"stage": what, "note": details})
 
     def save(self, finished: bool) -> None:
         from ..atomic import atomic_write_json
@@ -65,35 +68,51 @@ def pipeline(
     model: Annotated[str, typer.Option("--model", help="Student model: 'smollm2' (embedded), an HF folder or a GGUF path.")] = "smollm2",
     train_suite: Annotated[Path, typer.Option("--train-suite", help="Tasks the teacher solves (training side of the split).")] = REPO_SUITES / "bundled_train_suite.json",
     test_suite: Annotated[Path, typer.Option("--test-suite", help="Held-out tasks for evaluation (never trained on).")] = REPO_SUITES / "bundled_test_suite.json",
-    teacher_provider: Annotated[str, typer.Option("--teacher-provider", help="oracle (offline, knows the reference fix), openai, together, ...")] = "oracle",
-    teacher_model: Annotated[str, typer.Option("--teacher-model", help="Teacher model id (ignored by the oracle).")] = "oracle",
+    teacher_provider: Annotated[str, typer.Option("--teacher-provider", help="oracle (offline, knows the reference fix), openai, together, local.")] = "oracle",
+    teacher_model: Annotated[str, typer.Option("--teacher-model", help="Teacher model id (not used by the oracle).")] = "",
     teacher_base_url: Annotated[str, typer.Option("--teacher-base-url", help="OpenAI-compatible endpoint of the teacher.")] = "",
-    rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Teacher rollouts per training task.")] = 2,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="LoRA optimizer steps (-1: one full epoch).")] = 40,
+    teacher_temperature: Annotated[float, typer.Option("--teacher-temperature", min=0.0, help="Sampling temperature of an LLM teacher (rollouts of a task must differ to make pairs; the oracle varies by seed).")] = 0.7,
+    mistake_rate: Annotated[float, typer.Option("--teacher-mistake-rate", min=0.0, max=1.0, help="oracle teacher: share of rollouts that first write a proven-wrong fix, then recover (recoveries in the SFT data).")] = 0.3,
+    branch_pairs: Annotated[bool, typer.Option("--branch-pairs/--no-branch-pairs", help="Teacher rollouts in pairs that fork at the first write, so preference pairs have an outcome gap.")] = True,
+    test_policy: Annotated[str, typer.Option("--test-policy", help="never | on_write | final, for the teacher AND the student's evaluation (a student trained on [TESTS ...] lines must see them).")] = "on_write",
+    rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Teacher rollouts per training task (1: no preference pairs).")] = 2,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="LoRA optimizer steps of SFT (-1: one full epoch).")] = 40,
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 5e-4,
     lora_r: Annotated[int, typer.Option("--lora-r")] = 16,
     max_seq_len: Annotated[int, typer.Option("--max-seq-len", help="Longer SFT examples are dropped (counted), never truncated.")] = 2048,
+    dpo: Annotated[bool, typer.Option("--dpo", help="After SFT, train DPO on the teacher's preference pairs from the SFT adapter, and evaluate it too.")] = False,
+    dpo_max_steps: Annotated[int, typer.Option("--dpo-max-steps", help="DPO optimizer steps (-1: one full epoch).")] = 20,
+    dpo_learning_rate: Annotated[float, typer.Option("--dpo-learning-rate")] = 5e-5,
     eval_rollouts: Annotated[int, typer.Option("--eval-rollouts", min=1, help="Evaluation episodes per held-out task.")] = 1,
-    eval_max_iters: Annotated[int, typer.Option("--eval-max-iters", min=1, help="Step budget of evaluation episodes.")] = 5,
-    eval_max_tokens: Annotated[int, typer.Option("--eval-max-tokens", min=16, help="Max new tokens per student reply (the base model rambles up to it).")] = 256,
+    eval_max_iters: Annotated[str, typer.Option("--eval-max-iters", help="Step budget of evaluation episodes; auto = the longest passing teacher rollout + 2 (at least 5).")] = "auto",
+    eval_max_tokens: Annotated[str, typer.Option("--eval-max-tokens", help="Max new tokens per student reply; auto = enough for the largest whole-file write of the held-out tasks in the student's tokens, capped by its context.")] = "auto",
     eval_temperature: Annotated[float, typer.Option("--eval-temperature", min=0.0, help="0 = greedy (deterministic); use > 0 with --eval-rollouts > 1.")] = 0.0,
     num_workers: Annotated[int, typer.Option("--num-workers", min=1)] = 4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """Teacher rollouts -> step SFT data -> LoRA SFT of the student -> eval base vs fine-tuned -> comparison."""
+    """Teacher rollouts -> step SFT data (and pairs) -> LoRA SFT of the student (-> DPO) -> eval base vs
+    fine-tuned on the held-out side -> comparisons. Every stage is an ordinary command and resumes."""
+    from ..agent import TEST_POLICIES
+
+    if test_policy not in TEST_POLICIES:
+        raise typer.BadParameter(f"--test-policy must be one of {', '.join(TEST_POLICIES)}")
+    if teacher_provider != "oracle" and not teacher_model:
+        raise typer.BadParameter(f"--teacher-provider {teacher_provider} needs --teacher-model")
     out.mkdir(parents=True, exist_ok=True)
     log = StageRecord(out / "pipeline.json")
-    teacher = ["--llm-provider", teacher_provider, "--model", teacher_model]
-    if teacher_base_url:
-        teacher += ["--base-url", teacher_base_url]
+    teacher = ["--llm-provider", teacher_provider, "--temperature", str(teacher_temperature), "--test-policy", test_policy]
+    teacher += ["--model", teacher_model] if teacher_model else []
+    teacher += ["--base-url", teacher_base_url] if teacher_base_url else []
+    if teacher_provider == "oracle":
+        teacher += ["--oracle-mistake-rate", str(mistake_rate)]
+    teacher += ["--branch-pairs" if branch_pairs and rollouts >= 2 else "--no-branch-pairs"]
+    pairs_file = out / "teacher" / "_prefs.jsonl"
     sft_file = out / "sft" / "train_sft.jsonl"
-    adapter = out / "adapter"
-    student = ["--llm-provider", "local", "--model", model, "--max-iters", str(eval_max_iters),
-               "--max-tokens", str(eval_max_tokens), "--rollouts", str(eval_rollouts), "--temperature", str(eval_temperature),
-               "--num-workers", str(num_workers), "--seed", str(seed)]
+    adapter, adapter_dpo = out / "adapter", out / "adapter_dpo"
     _stage("teacher rollouts + preference pairs", [
         "prefs", "--suite", str(train_suite), "--rollouts", str(rollouts), "--trace-dir", str(out / "teacher"),
-        "--out", str(out / "teacher" / "_prefs.jsonl"), *teacher, "--num-workers", str(num_workers), "--seed", str(seed)], log)
+        "--out", str(pairs_file), *teacher, "--split-suite", str(test_suite), "--num-workers", str(num_workers),
+        "--seed", str(seed)], log)
     _stage("step-level SFT data", [
         "sft-extract", "--trace-dir", str(out / "teacher"), "--output", str(sft_file),
         "--split-suite", str(test_suite), "--max-tokens", str(max_seq_len), "--tokenizer", model], log)
@@ -101,15 +120,78 @@ def pipeline(
         "finetune", "local", "sft", "--dataset", str(sft_file), "--model", model, "--output", str(adapter),
         "--max-steps", str(max_steps), "--learning-rate", str(learning_rate), "--lora-r", str(lora_r),
         "--max-seq-len", str(max_seq_len), "--seed", str(seed)], log)
-    _stage("eval: base student", ["eval", "--suite", str(test_suite), "--trace-dir", str(out / "eval_base"), *student], log)
-    _stage("eval: fine-tuned student", [
-        "eval", "--suite", str(test_suite), "--trace-dir", str(out / "eval_sft"), *student, "--adapter", str(adapter)], log)
-    _stage("compare base vs fine-tuned", [
-        "report", "compare", str(out / "eval_base"), str(out / "eval_sft"), "--out", str(out / "compare")], log)
+    students = {"base": None, "sft": adapter}
+    if dpo and pairs_file.is_file():
+        _stage("DPO of the SFT student on the teacher's pairs", [
+            "finetune", "local", "dpo", "--dataset", str(pairs_file), "--model", model, "--from-adapter", str(adapter),
+            "--output", str(adapter_dpo), "--max-steps", str(dpo_max_steps), "--learning-rate", str(dpo_learning_rate),
+            "--max-seq-len", str(max_seq_len), "--seed", str(seed)], log)
+        students["sft_dpo"] = adapter_dpo
+    elif dpo:
+        console.print(f"[yellow]warning:[/yellow] --dpo: the teacher made no preference pairs ({pairs_file} absent), "
+                      "so there is no DPO stage (more --rollouts, --branch-pairs, or a teacher temperature > 0 make pairs)")
+        log.note("DPO skipped: no preference pairs")
+    iters, tokens = _eval_budgets(out, test_suite, model, eval_max_iters, eval_max_tokens, log)
+    student = ["--llm-provider", "local", "--model", model, "--max-iters", str(iters), "--max-tokens", str(tokens),
+               "--rollouts", str(eval_rollouts), "--temperature", str(eval_temperature), "--test-policy", test_policy,
+               "--num-workers", str(num_workers), "--seed", str(seed)]
+    for name, folder in students.items():
+        _stage(f"eval: {name} student", ["eval", "--suite", str(test_suite), "--trace-dir", str(out / f"eval_{name}"),
+                                         *student, *(["--adapter", str(folder)] if folder else [])], log)
+    comparisons = [("base", "sft", "compare")] + ([("sft", "sft_dpo", "compare_dpo"), ("base", "sft_dpo", "compare_base_dpo")]
+                                                  if "sft_dpo" in students else [])
+    for before, after, folder in comparisons:
+        _stage(f"compare {before} vs {after}", ["report", "compare", str(out / f"eval_{before}"), str(out / f"eval_{after}"),
+                                                "--out", str(out / folder)], log)
     log.save(finished=True)
-    total = sum(s["seconds"] for s in log.stages)
+    total = sum(s.get("seconds") or 0 for s in log.stages)
     console.print(Rule("[bold]done"))
-    console.print(f"pipeline finished in {total / 60:.1f} min; comparison: {out / 'compare'}")
+    console.print(f"pipeline finished in {total / 60:.1f} min; comparisons: "
+                  + ", ".join(str(out / folder) for _, _, folder in comparisons))
+
+
+def _eval_budgets(out: Path, test_suite: Path, model: str, iters_opt: str, tokens_opt: str, log: StageRecord) -> tuple[int, int]:
+    """Resolve `auto` budgets (and check explicit ones), say how, and record them in pipeline.json."""
+    from ..evaluate.budget import reply_budget, step_budget, tokenizer_counter
+    from ..suites.task import SuiteError, load_suite
+
+    notes: dict[str, object] = {}
+    if iters_opt == "auto":
+        iters, why = step_budget(out / "teacher" / "results.jsonl")
+    else:
+        iters, why = _positive(iters_opt, "--eval-max-iters"), "given"
+    notes["max_iters"] = {"value": iters, "why": why}
+    try:
+        suite = load_suite(test_suite)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    count, context = tokenizer_counter(model)
+    budget = reply_budget(suite, count, context)
+    if tokens_opt == "auto":
+        tokens, why = budget.max_tokens, (f"the largest whole-file write ({budget.largest_task}) takes {budget.needed} "
+                                          f"tokens of {model}" + (f", capped at half its context {context}" if budget.needed > budget.max_tokens else ""))
+    else:
+        tokens, why = _positive(tokens_opt, "--eval-max-tokens"), "given"
+        if tokens < budget.needed:
+            console.print(f"[yellow]warning:[/yellow] --eval-max-tokens {tokens} cannot hold a whole-file write of "
+                          f"{budget.largest_task} ({budget.needed} tokens): a student is cut off mid-write there")
+    if budget.too_large:
+        console.print(f"[yellow]warning:[/yellow] {len(budget.too_large)} held-out task(s) have files too large to rewrite "
+                      f"whole within {model}'s context: {', '.join(budget.too_large[:5])}")
+    notes["max_tokens"] = {"value": tokens, "why": why, "too_large": budget.too_large}
+    console.print(f"evaluation budget: {iters} steps ({notes['max_iters']['why']}), {tokens} new tokens per reply ({why})")
+    log.note("evaluation budget", notes)
+    return iters, tokens
+
+
+def _positive(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes a positive number or auto, got {text!r}") from None
+    if value < 1:
+        raise typer.BadParameter(f"{flag} takes a positive number or auto, got {text!r}")
+    return value
 
 
 def register(app: typer.Typer) -> None:

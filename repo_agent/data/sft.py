@@ -274,6 +274,7 @@ def read_traces(trace_dir: Path, stats: DataStats, held_out: HeldOutGuard = Held
                 "data from it (--allow-held-out overrides the split rule when you know the task is not evaluated)")
         stats.rollouts_read += 1
         stats.tasks.add(trace["task_id"])
+        stats.test_policies[str(trace.get("test_policy") or (trace.get("agent_config") or {}).get("test_policy") or "unknown")] += 1
         yield path.relative_to(trace_dir).as_posix(), trace
     stats.absorb_problems(problems, seen_problems)
 

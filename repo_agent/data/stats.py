@@ -53,6 +53,7 @@ class DataStats:
     chars: array = field(default_factory=lambda: array("I"))
     tokens: array = field(default_factory=lambda: array("I"))
     check: dict[str, Any] | None = None
+    test_policies: Counter = field(default_factory=Counter)  # rollouts read per test policy: a student must see the same
 
     def remove(self, reason: str, n: int = 1) -> None:
         self.removed[reason] += n
@@ -95,6 +96,7 @@ class DataStats:
             "length_chars": percentiles(self.chars),
             "length_tokens": percentiles(self.tokens) if self.tokens else None,
             "check": self.check,
+            "test_policies": dict(sorted(self.test_policies.items())),
         }
 
     def write(self, path: Path) -> None:

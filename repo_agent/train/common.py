@@ -216,6 +216,32 @@ def trained_task_ids(dataset: Path, rows: list[dict[str, Any]], task_ids_file: s
     return None, None
 
 
+def training_provenance(dataset: Path, task_ids: list[str] | None, source: str | None,
+                        from_adapter: str | None) -> dict[str, Any] | None:
+    """trained_tasks.json of a new adapter: the tasks of its data plus everything the adapter it
+    continues from was trained on (an SFT adapter's tasks survive its DPO), and the test policies the
+    training rollouts ran under (a student trained on [TESTS ...] lines should see them in evaluation)."""
+    from ..data.stats import stats_path
+
+    ids: set[str] = set(task_ids or [])
+    policies: set[str] = set()
+    try:
+        policies |= set((json.loads(stats_path(dataset).read_text(encoding="utf-8")).get("test_policies") or {}))
+    except (OSError, ValueError, AttributeError):
+        pass
+    record: dict[str, Any] = {"source": source}
+    if from_adapter and (Path(from_adapter) / TASKS_FILE).is_file():
+        previous = json.loads((Path(from_adapter) / TASKS_FILE).read_text(encoding="utf-8"))
+        ids |= set(previous.get("task_ids") or [])
+        policies |= set(previous.get("test_policies") or [])
+        record["from_adapter"] = {"path": str(from_adapter), "task_ids": previous.get("task_ids") or []}
+    elif from_adapter:
+        record["from_adapter"] = {"path": str(from_adapter), "task_ids": None, "note": f"no {TASKS_FILE}: its tasks are unknown"}
+    if task_ids is None and "from_adapter" not in record:
+        return None
+    return {"task_ids": sorted(ids), **record, "test_policies": sorted(policies), "complete": task_ids is not None}
+
+
 class TrainingLog:
     """Appends every log record TRL emits as one JSON line (so a crash keeps what was logged)."""
 

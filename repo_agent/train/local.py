@@ -264,8 +264,9 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
             shutil.rmtree(output / "ref", ignore_errors=True)  # DPO's frozen copy of --from-adapter: not the result
         trainer.processing_class.save_pretrained(str(output))
         atomic_write_text(output / C.DATASET_HASH_FILE, f"{dataset_sha}  {Path(config.dataset).name}\n")
-        if info["task_ids"] is not None:
-            C.write_json(output / C.TASKS_FILE, {"task_ids": info["task_ids"], "source": info["task_ids_source"]})
+        provenance = C.training_provenance(Path(config.dataset), info["task_ids"], info["task_ids_source"], config.from_adapter)
+        if provenance is not None:
+            C.write_json(output / C.TASKS_FILE, provenance)
         C.plot_loss(log.records(), output / C.LOSS_PNG, f"{config.method.upper()} LoRA on {Path(config.model).name}")
         summary = {"steps": result.global_step, "train_loss": result.training_loss, "runtime_s": round(runtime, 2),
                    "examples": info["examples"], "dropped": info["dropped_too_long"], "task_ids": info["task_ids"],
