@@ -19,6 +19,7 @@ OutputOpt = Annotated[Path, typer.Option("--output", "--out", "-o", help="JSONL 
 FormatOpt = Annotated[str, typer.Option("--format", help="json: Together chat rows, assistant content is the JSON tool call | native: Together rows with OpenAI tool_calls, tool role and a tools field | trl: TRL prompt/completion (SFT) or prompt/chosen/rejected (pairs), JSON protocol.")]
 SplitSuiteOpt = Annotated[Optional[Path], typer.Option("--split-suite", help="Held-out (test) suite: refuse, exit 3, if any trace comes from one of its tasks.", exists=True, dir_okay=False)]
 SourcesOpt = Annotated[str, typer.Option("--sources", help="Comma-separated pair sources: divergence, validity, loops.")]
+MinGapOpt = Annotated[str, typer.Option("--min-outcome-gap", help="The weakest difference a pair's two sides may have: step (an outcome of that step differs: tests after it pass/fail, parse error, refused write, tool error, loop) | rollout (also: only the two rollouts' final verdicts differ) | none (also: both rollouts ended alike and one was shorter). Dropped pairs are counted as no_outcome_gap.")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -146,7 +147,15 @@ def sft_extract(
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
 
 
-def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], test_ids: frozenset[str]) -> None:
+def _check_gap(min_gap: str) -> None:
+    from ..data.pairs import GAP_LEVELS
+
+    if min_gap not in GAP_LEVELS:
+        raise typer.BadParameter(f"--min-outcome-gap must be one of {', '.join(GAP_LEVELS)}, got {min_gap!r}")
+
+
+def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], test_ids: frozenset[str],
+          min_gap: str = "step") -> None:
     from ..data.export import file_kind
     from ..data.pairs import extract_pairs
     from ..data.sft import SplitLeakError
@@ -155,7 +164,7 @@ def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], tes
     try:
         with _TraceProgress(trace_dir, "pairs") as advance:
             stats, data, meta = extract_pairs(trace_dir, output, meta_path(output), fmt, sources,
-                                              test_task_ids=test_ids, on_trace=advance)
+                                              test_task_ids=test_ids, on_trace=advance, min_gap=min_gap)
     except SplitLeakError as exc:
         _fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output))
@@ -167,16 +176,19 @@ def pairs_extract(
     fmt: FormatOpt = "json",
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
+    min_gap: MinGapOpt = "step",
 ) -> None:
     """Mine step-level preference pairs from traces on disk (two next actions from the same state).
 
     Writes OUT (Together preference rows, or TRL prompt/chosen/rejected with --format trl), OUT's
-    .meta.jsonl sidecar (provenance and why one side won, line by line) and .stats.json.
+    .meta.jsonl sidecar (provenance, why one side won and the outcome that differs, line by line) and
+    .stats.json.
 
     Example: repo-agent pairs-extract --trace-dir runs/teacher --out runs/prefs.jsonl --sources validity,loops
     """
     _check_format(fmt)
-    _mine(trace_dir, output, fmt, _parse_sources(sources), _test_task_ids(split_suite))
+    _check_gap(min_gap)
+    _mine(trace_dir, output, fmt, _parse_sources(sources), _test_task_ids(split_suite), min_gap)
 
 
 @O.with_agent_flags
@@ -190,14 +202,21 @@ def prefs(
     fmt: FormatOpt = "json",
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
+    min_gap: MinGapOpt = "step",
     *,
     flags: O.AgentFlags,
 ) -> None:
     """Run ROLLOUTS episodes per task (resumable), then mine preference pairs from them.
 
-    Example: repo-agent prefs --suite eval/suites/bundled_suite.json --rollouts 4 --trace-dir runs/prefs_run --out runs/prefs.jsonl
+    Pairs need two rollouts that reach the same state and then do things with different outcomes: with
+    the oracle teacher use --test-policy on_write --branch-pairs (and --oracle-mistake-rate for
+    recoveries in the SFT data).
+
+    Example: repo-agent prefs --suite eval/suites/bundled_train_suite.json --rollouts 4 --trace-dir runs/prefs_run
+    --out runs/prefs.jsonl --test-policy on_write --oracle-mistake-rate 0.3 --branch-pairs
     """
     _check_format(fmt)
+    _check_gap(min_gap)
     chosen_sources = _parse_sources(sources)
     test_ids = _test_task_ids(split_suite)
     agent, provider, seed = flags.agent, flags.provider, flags.seed
@@ -219,7 +238,7 @@ def prefs(
         run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
         _fail(str(exc))
-    _mine(trace_dir, output, fmt, chosen_sources, test_ids)
+    _mine(trace_dir, output, fmt, chosen_sources, test_ids, min_gap)
 
 
 @data_app.command("check")
