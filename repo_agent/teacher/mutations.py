@@ -162,9 +162,7 @@ class MistakeProver:
 
     def fails(self, knowledge: "TaskKnowledge", fix: WrongFix) -> bool:
         task = knowledge.task
-        if fix.kind == "protected_write":
-            from ..workspace import TaskWorkspace  # noqa: F401  (the rules alone decide: no run needed)
-
+        if fix.kind == "protected_write":  # the task's rules alone decide: no test run needed
             return task.rules.refusal(fix.path, True) is not None
         key = (str(self.suite.path or self.suite.suite_id), task.task_id,
                hashlib.sha256(f"{fix.path}\x00{fix.content}".encode()).hexdigest())
