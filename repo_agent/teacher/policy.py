@@ -78,7 +78,10 @@ class Turn:
 
     @property
     def tests(self) -> str | None:
-        """pass / fail from the driver's [TESTS PASS] / [TESTS FAIL] line, None when no tests ran."""
+        """pass / fail from the driver's [TESTS PASS] / [TESTS FAIL] line, None when no tests ran. Only a
+        write or a final gets one: a file that was read may hold such a line, and is not a test result."""
+        if not isinstance(self.intent, (Write, Finish)):
+            return None
         verdict = None
         for line in self.result.splitlines():
             if line.startswith("[TESTS PASS]"):
