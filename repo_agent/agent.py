@@ -129,7 +129,7 @@ def _new_step(index: int, reply: ModelReply, action: P.Action | P.ParseError, na
     if native and reply.tool_calls:
         assistant["tool_calls"] = reply.tool_calls[:1]  # one call per turn; extras are answered as an error
     parse_error = {"kind": action.kind, "detail": action.detail} if isinstance(action, P.ParseError) else None
-    return {
+    step = {
         "index": index,
         "raw_output": reply.content,
         "raw_tool_calls": reply.tool_calls,
@@ -146,6 +146,9 @@ def _new_step(index: int, reply: ModelReply, action: P.Action | P.ParseError, na
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
     }
+    if reply.mistake:  # a teacher's deliberate wrong fix (oracle --oracle-mistake-rate): never a training target
+        step["mistake"] = True
+    return step
 
 
 def _result_message(body: str, assistant: dict[str, Any], native: bool) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Declared once as `Annotated` aliases so the flags, defaults and help texts are i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from .agent import AgentConfig
-from .models.base import ProviderConfig, Sampling
+from .models.base import ProviderConfig, Sampling, TeacherOptions
 
 SuiteOpt = Annotated[Path, typer.Option("--suite", help="Suite file (JSON), e.g. eval/suites/bundled_suite.json.", exists=True, dir_okay=False)]
 ProviderOpt = Annotated[str, typer.Option("--llm-provider", help="Required: scripted | oracle (knows the reference fix: a teacher, or a ceiling) | openai | together | local.")]
@@ -32,6 +33,8 @@ TimeoutOpt = Annotated[float, typer.Option("--request-timeout", min=1.0, help="S
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries of 429/5xx/timeouts (exponential backoff).")]
 AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="local provider: PEFT LoRA adapter folder.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed; rollout k of task t gets a seed derived from (seed, t, k).")]
+MistakeRateOpt = Annotated[float, typer.Option("--oracle-mistake-rate", min=0.0, max=1.0, help="oracle: in this share of rollouts first write a plausible fix that the tests prove wrong, then recover after [TESTS FAIL] (the step is marked mistake and never a training target). Needs --test-policy on_write.")]
+BranchPairsOpt = Annotated[bool, typer.Option("--branch-pairs/--no-branch-pairs", help="Rollouts 2i and 2i+1 of a task share everything up to the first write and diverge there (oracle: one writes a proven-wrong fix, the other the right one; other providers: the follower asks its own, differently seeded model at that step), so the two writes make an exact preference pair. Needs --test-policy on_write.")]
 SandboxOpt = Annotated[str, typer.Option("--sandbox", help="How test runs are contained: auto (bubblewrap when it works here, else a plain warning that runs are not isolated) | bwrap (refuse to run without it) | none.")]
 
 AGENT_DEFAULTS = AgentConfig()
@@ -109,6 +112,25 @@ _AGENT_FLAG_PARAMS = (
 )
 
 
+# Teacher flags: how rollouts are made into data that teaches fixing (docs/data.md, "The teacher").
+_TEACHER_FLAG_PARAMS = (
+    _flag("oracle_mistake_rate", MistakeRateOpt, 0.0),
+    _flag("branch_pairs", BranchPairsOpt, False),
+)
+
+
+def teacher_options(provider: ProviderConfig, agent: AgentConfig, mistake_rate: float, branch_pairs: bool) -> ProviderConfig:
+    """The provider config with its teacher options, after checking they make sense together."""
+    if mistake_rate > 0 and provider.provider != "oracle":
+        raise typer.BadParameter("--oracle-mistake-rate applies to --llm-provider oracle only (an LLM teacher makes its own mistakes)")
+    if (mistake_rate > 0 or branch_pairs) and agent.test_policy != "on_write":
+        flag = "--oracle-mistake-rate" if mistake_rate > 0 else "--branch-pairs"
+        raise typer.BadParameter(f"{flag} needs --test-policy on_write: a write's outcome is what the recovery and the pairs are about")
+    if not mistake_rate and not branch_pairs:
+        return provider
+    return dataclasses.replace(provider, teacher=TeacherOptions(mistake_rate=mistake_rate, branch_pairs=branch_pairs))
+
+
 def with_agent_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command every shared agent/provider flag; it receives them as `flags: AgentFlags`.
 
@@ -119,13 +141,15 @@ def with_agent_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        v = {p.name: kwargs.pop(p.name) for p in _AGENT_FLAG_PARAMS}
+        v = {p.name: kwargs.pop(p.name) for p in (*_AGENT_FLAG_PARAMS, *_TEACHER_FLAG_PARAMS)}
         flags = AgentFlags(
             agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"], v["sandbox"]),
             provider=provider_config(v["llm_provider"], v["model"], v["base_url"], v["api_key_env"], v["temperature"],
                                      v["top_p"], v["max_tokens"], v["request_timeout"], v["max_retries"], v["adapter"]),
             seed=v["seed"], adapter=v["adapter"])
+        flags = dataclasses.replace(flags, provider=teacher_options(
+            flags.provider, flags.agent, v["oracle_mistake_rate"], v["branch_pairs"]))
         return command(*args, flags=flags, **kwargs)
 
-    wrapper.__signature__ = inspect.Signature([*own, *_AGENT_FLAG_PARAMS])  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature([*own, *_AGENT_FLAG_PARAMS, *_TEACHER_FLAG_PARAMS])  # type: ignore[attr-defined]
     return wrapper

@@ -55,6 +55,7 @@ class RolloutJob:
     task: TaskSpec
     index: int
     seed: int
+    pair_seed: int | None = None  # odd rollouts: the seed of rollout index-1, which a branch_pairs teacher forks from
 
     @property
     def rollout_id(self) -> str:
@@ -88,7 +89,8 @@ def rollout_seed(run_seed: int, task_id: str, index: int) -> int:
 
 
 def plan_jobs(suite: Suite, rollouts: int, seed: int) -> list[RolloutJob]:
-    return [RolloutJob(task, k, rollout_seed(seed, task.task_id, k)) for task in suite.tasks for k in range(rollouts)]
+    return [RolloutJob(task, k, rollout_seed(seed, task.task_id, k), rollout_seed(seed, task.task_id, k - 1) if k % 2 else None)
+            for task in suite.tasks for k in range(rollouts)]
 
 
 def repo_agent_version() -> str:
@@ -284,9 +286,14 @@ def run_one(suite: Suite, provider: ProviderConfig, agent: AgentConfig, trace_di
     """One rollout with its own model instance; returns its results row."""
     from .models import build_model
 
-    llm = build_model(provider, suite=suite, task=job.task, seed=job.seed)
+    branching = bool(provider.teacher and provider.teacher.branch_pairs)
+    fork_of = job.pair_seed if branching else None
+    llm = build_model(provider, suite=suite, task=job.task, seed=job.seed, fork_of=fork_of)
+    branch = None if not branching else (
+        {"role": "follower", "leader_rollout_id": f"{job.rollout_id.rsplit('__r', 1)[0]}__r{job.index - 1}"}
+        if fork_of is not None else {"role": "leader"})
     trace = run_episode(
-        suite, job.task, llm, agent, trace_dir / job.trace_relpath,
+        suite, job.task, llm, agent, trace_dir / job.trace_relpath, **({"branch": branch} if branch else {}),
         rollout_id=job.rollout_id, rollout_index=job.index, seed=job.seed,
         provider=provider.provider, model=provider.model, base_url=provider.base_url, adapter=provider.adapter,
         tool_protocol=agent.tool_protocol, test_policy=agent.test_policy, sampling=asdict(provider.sampling))

@@ -1,5 +1,6 @@
-"""End to end: `repo-agent prefs` runs 4 oracle rollouts per bundled task, scripted bad rollouts are mixed
-in, and pairs from all three sources come out, pass `data check` and load with `datasets`."""
+"""End to end: `repo-agent prefs` runs branched oracle rollouts (2 per bundled task, test policy on_write:
+one writes a proven-wrong fix, the other the right one, from the same state), scripted bad rollouts are
+mixed in, and pairs from all three sources come out, pass `data check` and load with `datasets`."""
 
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ from repo_agent.traces import conversation_at, read_trace
 from test_data_helpers import SUITE, bad_rollouts, oracle, read_jsonl
 
 TASKS = len(SUITE.tasks)
+TEACHER = ["--llm-provider", "oracle", "--test-policy", "on_write", "--oracle-mistake-rate", "0.3", "--branch-pairs"]
 
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
-    """One real `prefs` run over the bundled suite (every task x 4 oracle rollouts), then scripted bad
-    rollouts of gcd added beside it; returns (run dir, prefs output, CLI result)."""
+    """One real `prefs` run over the bundled suite (every task x 2 branched oracle rollouts), then
+    scripted bad rollouts of gcd added beside it; returns (run dir, prefs output, CLI result)."""
     from typer.testing import CliRunner
 
     from repo_agent.cli import app
 
     run = tmp_path_factory.mktemp("teacher")
     out = run / "_prefs.jsonl"
-    result = CliRunner().invoke(app, ["prefs", "--suite", str(BUNDLED_SUITE), "--rollouts", "4", "--num-workers", "2", "--llm-provider", "oracle",
-                                      "--allow-held-out",
-                                      "--trace-dir", str(run), "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(app, ["prefs", "--suite", str(BUNDLED_SUITE), "--rollouts", "2", "--num-workers", "2",
+                                      "--trace-dir", str(run), "--out", str(out), *TEACHER, "--allow-held-out"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     gcd_first = read_trace(next(run.rglob("bundled__gcd__r0*.json")))["steps"][0]["raw_output"]
     bad_rollouts(run / "scripted", gcd_first)
@@ -37,12 +39,21 @@ def teacher_run(tmp_path_factory):
 def test_prefs_runs_rollouts_then_mines_pairs(teacher_run):
     run, out, _ = teacher_run
     traces = [p for p in run.rglob("*.json") if p.parent.name == "traces" and "scripted" not in p.parts]
-    assert len(traces) == 4 * TASKS
+    assert len(traces) == 2 * TASKS
+    config = json.loads((run / "config.json").read_text())
+    assert config["provider"]["teacher"] == {"mistake_rate": 0.3, "branch_pairs": True}
     rows, meta = read_jsonl(out), read_jsonl(out.with_name("_prefs.meta.jsonl"))
-    assert len(rows) == len(meta) > 0
-    assert {m["source"] for m in meta} == {"divergence"}  # oracles never make parse errors or loop
+    assert len(rows) == len(meta) == TASKS  # each branched pair gives exactly one pair: its two writes
+    for m in meta:
+        assert {m["chosen"]["rollout_id"][-3:], m["rejected"]["rollout_id"][-3:]} == {"_r0", "_r1"}
+        assert m["outcome_gap"] in ("tests", "refused") and m["rejected"]["mistake"] and not m["chosen"]["mistake"]
+        assert m["chosen"]["tests"] == "pass" and m["chosen"]["detail"] == "write_file"
+    for path in traces:  # the follower says whose prefix it shares
+        trace = read_trace(path)
+        assert trace["branch"]["role"] == ("follower" if trace["rollout_index"] == 1 else "leader")
     stats = json.loads(out.with_name("_prefs.stats.json").read_text())
-    assert stats["rollouts_read"] == 4 * TASKS and stats["tasks_read"] == TASKS and stats["check"]["ok"]
+    assert stats["rollouts_read"] == 2 * TASKS and stats["tasks_read"] == TASKS and stats["check"]["ok"]
+    assert sum(stats["pairs_by_outcome_gap"].values()) == TASKS and stats["min_outcome_gap"] == "step"
 
 
 def test_mixed_traces_give_all_three_sources_and_pass_check(cli, teacher_run, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUNDLED_SUITE
-from test_data_helpers import make_tokenizer, oracle, read_jsonl
+from test_data_helpers import branch_pair, make_tokenizer, oracle, read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,7 @@ def traces(tmp_path_factory):
     root = tmp_path_factory.mktemp("filter_traces")
     for task, seed in [("gcd", 0), ("gcd", 1), ("fizzbuzz", 0), ("clamp", 2)]:
         oracle(root, task, seed)
+    branch_pair(root, "gcd", 3, 4)  # pairs need two writes with different outcomes from one state
     return root
 
 

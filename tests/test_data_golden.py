@@ -88,13 +88,18 @@ def test_default_filters_count_what_they_remove(cli, fixture, tmp_path):
     stats = json.loads(out.with_name("sft.stats.json").read_text())
     traces = [read_trace(p) for p in sorted((trace_dir / "traces").glob("*.json"))]
     parse_errors = sum(1 for t in traces for s in t["steps"] if s["parse_error"])
-    failed_valid = sum(1 for t in traces if not t["metrics"]["passed"] for s in t["steps"] if not s["parse_error"])
+    refused = sum(1 for t in traces for s in t["steps"] if s["refused"])
+    mistakes = sum(1 for t in traces for s in t["steps"] if s.get("mistake"))
+    failed_valid = sum(1 for t in traces if not t["metrics"]["passed"] for s in t["steps"]
+                       if not s["parse_error"] and not s["refused"])
     tool_errors_in_passed = sum(1 for t in traces if t["metrics"]["passed"] for s in t["steps"] if s["tool_ok"] is False)
-    assert parse_errors == 2 and failed_valid > 0 and tool_errors_in_passed == 1
+    assert parse_errors == 2 and failed_valid > 0 and tool_errors_in_passed == 1 and refused == 1 and mistakes == 1
     assert stats["removed"]["parse_error"] == parse_errors
+    assert stats["removed"]["refused_write"] == refused
+    assert stats["removed"]["mistake"] == mistakes  # in a rollout that passed: removed for being a mistake
     assert stats["removed"]["rollout_failed"] == failed_valid
     assert stats["removed"]["tool_error"] == tool_errors_in_passed
-    assert stats["rollouts_read"] == len(traces) == 7
+    assert stats["rollouts_read"] == len(traces) == 10
     assert stats["steps_seen"] == sum(len(t["steps"]) for t in traces)
     assert stats["examples"] + sum(stats["removed"].values()) == stats["steps_seen"]
     assert stats["check"]["ok"] is True
@@ -118,16 +123,39 @@ def test_pairs_come_from_one_state_and_all_three_sources(cli, fixture, tmp_path)
         assert chosen_step["parse_error"] is None and not chosen_step["loop"] and chosen_step["tool_ok"] is not False
         assert json.loads(row["preferred_output"][0]["content"]) == chosen_step["action"]
         assert row["preferred_output"] != row["non_preferred_output"]
+        assert not chosen_step.get("mistake") and m["chosen"]["mistake"] is False
+        gap = m["outcome_gap"]  # the sidecar names the recorded outcome of this step that differs
         if m["source"] == "validity":
             assert rejected_step["parse_error"] or rejected_step["tool_ok"] is False
             if rejected_step["parse_error"]:  # the loser is shown exactly as the model wrote it
+                assert gap == "parse_error"
                 assert row["non_preferred_output"][0]["content"] == rejected_step["raw_output"]
+            else:
+                assert gap == ("refused" if rejected_step["refused"] else "tool_error")
         elif m["source"] == "loops":
-            assert rejected_step["loop"] == "repeat" and m["rejected"]["rollout_id"] == "gcd__loops"
-        else:
-            assert (m["chosen"]["passed"], -m["chosen"]["remaining_steps"]) > (m["rejected"]["passed"], -m["rejected"]["remaining_steps"])
-    kinds = {m["rejected"]["kind"] for m in meta if m["source"] == "validity"}
-    assert kinds == {"parse_error", "tool_error"}
+            assert gap == "loop" and rejected_step["loop"] == "repeat" and m["rejected"]["rollout_id"] == "gcd__loops"
+        else:  # a write whose tests passed beats one whose tests failed, from the very same state
+            assert gap == "tests"
+            assert chosen_step["test_snippet"].startswith("[TESTS PASS]")
+            assert rejected_step["test_snippet"].startswith("[TESTS FAIL]") and rejected_step["mistake"]
+            assert m["chosen"]["tests"] == "pass" and m["rejected"]["tests"] == "fail"
+    assert {m["outcome_gap"] for m in meta} == {"tests", "parse_error", "tool_error", "refused", "loop"}
+    stats = json.loads(out.with_name("pairs.stats.json").read_text())
+    assert stats["removed"]["no_outcome_gap"] > 0  # oracles exploring differently, both passing: no pair
+    assert stats["removed"]["mistake_never_wins"] == 1  # the branch's mistake vs the tamper's refused write
+    assert stats["pairs_by_outcome_gap"] == {g: sum(1 for m in meta if m["outcome_gap"] == g) for g in stats["pairs_by_outcome_gap"]}
+
+
+def test_a_lower_outcome_gap_brings_back_exploration_pairs(cli, fixture, tmp_path):
+    trace_dir, _ = fixture
+    strict = read_jsonl(extract(cli, "pairs", "json", trace_dir, tmp_path / "s.jsonl").with_name("s.meta.jsonl"))
+    loose = read_jsonl(extract(cli, "pairs", "json", trace_dir, tmp_path / "l.jsonl", "--min-outcome-gap", "none")
+                       .with_name("l.meta.jsonl"))
+    extra = [m for m in loose if m["outcome_gap"] == "remaining_steps"]
+    assert extra and len(loose) > len(strict)
+    assert all(m["chosen"]["passed"] and m["rejected"]["passed"] for m in extra)
+    bad = cli("pairs-extract", "--trace-dir", trace_dir, "--output", tmp_path / "x.jsonl", "--min-outcome-gap", "any")
+    assert bad.exit_code != 0 and not (tmp_path / "x.jsonl").exists()
 
 
 def test_sources_are_selectable_and_counted(cli, fixture, tmp_path):

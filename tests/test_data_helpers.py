@@ -20,18 +20,20 @@ FIX_GCD = SUITE.reference_text(SUITE.task("gcd"))["python_programs/gcd.py"]
 
 
 def episode(trace_dir: Path, name: str, llm: Any, task: str = "gcd", protocol: str = "json", seed: int = 0,
-            max_iters: int = 10) -> dict[str, Any]:
+            max_iters: int = 10, test_policy: str = "never") -> dict[str, Any]:
     spec = SUITE.task(task)
-    config = AgentConfig(max_iters=max_iters, tool_protocol=protocol)
+    config = AgentConfig(max_iters=max_iters, tool_protocol=protocol, test_policy=test_policy)
     return run_episode(SUITE, spec, llm, config, Path(trace_dir) / "traces" / f"{name}.json", rollout_id=name,
                        rollout_index=seed, seed=seed, provider="test", model="test", tool_protocol=protocol,
                        test_policy=config.test_policy)
 
 
-def oracle(trace_dir: Path, task: str, seed: int, protocol: str = "json") -> dict[str, Any]:
+def oracle(trace_dir: Path, task: str, seed: int, protocol: str = "json", test_policy: str = "never",
+           mistake_rate: float = 0.0, fork_of: int | None = None) -> dict[str, Any]:
     spec = SUITE.task(task)
-    name = f"{spec.name}__oracle{seed}__{protocol}"
-    return episode(trace_dir, name, OracleModel(SUITE, spec, seed), task, protocol, seed)
+    name = f"{spec.name}__oracle{seed}__{protocol}" + (f"__{test_policy}" if test_policy != "never" else "")
+    model = OracleModel(SUITE, spec, seed, mistake_rate=mistake_rate, fork_of=fork_of)
+    return episode(trace_dir, name, model, task, protocol, seed, test_policy=test_policy)
 
 
 def call(name: str, **args: Any) -> str:
@@ -81,11 +83,34 @@ def bad_rollouts(trace_dir: Path, first_oracle_reply: str) -> dict[str, tuple[di
     }
 
 
+def branch_pair(trace_dir: Path, task: str, leader_seed: int, follower_seed: int, mistake_rate: float = 0.0,
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two oracle rollouts (test policy on_write) that share everything up to the first write, where one
+    writes a proven-wrong fix and the other the right one (what `--branch-pairs` runs)."""
+    leader = oracle(trace_dir, task, leader_seed, test_policy="on_write", mistake_rate=mistake_rate)
+    follower = oracle(trace_dir, task, follower_seed, test_policy="on_write", mistake_rate=mistake_rate, fork_of=leader_seed)
+    return leader, follower
+
+
+def tamper_rollout(trace_dir: Path, leader: dict[str, Any]) -> tuple[dict[str, Any], ScriptedModel]:
+    """A scripted rollout that follows `leader` up to its first write, then rewrites the test file
+    (refused: tests are read-only), then gives up."""
+    first_write = next(i for i, s in enumerate(leader["steps"]) if (s["action"] or {}).get("name") == "write_file")
+    replies = [s["raw_output"] for s in leader["steps"][:first_write]]
+    replies += [call("write_file", rel_path="python_testcases/test_gcd.py", content="def test_gcd():\n    pass\n"),
+                final("made the tests pass")]
+    model = ScriptedModel(replies)
+    return episode(trace_dir, "gcd__tamper", model, "gcd", test_policy="on_write"), model
+
+
 def golden_fixture(trace_dir: Path) -> dict[str, Any]:
-    """The deterministic trace set behind the golden files: 3 oracle rollouts of gcd + 3 scripted ones."""
+    """The deterministic trace set behind the golden files: 3 oracle rollouts of gcd, a branched pair of
+    oracle rollouts (a mistake and the right write from one state) and 5 scripted ones."""
     oracles = [oracle(trace_dir, "gcd", seed) for seed in (0, 1, 2)]
+    leader, follower = branch_pair(trace_dir, "gcd", 3, 4)
     bad = bad_rollouts(trace_dir, oracles[0]["steps"][0]["raw_output"])
-    return {"oracles": oracles, "bad": bad}
+    bad["tamper"] = tamper_rollout(trace_dir, leader)
+    return {"oracles": oracles, "branched": (leader, follower), "bad": bad}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ FormatOpt = Annotated[str, typer.Option("--format", help="json: Together chat ro
 SplitSuiteOpt = Annotated[Optional[Path], typer.Option("--split-suite", help="Held-out (test) suite: refuse, exit 3, if any trace comes from one of its tasks (on top of the split rule).", exists=True, dir_okay=False)]
 AllowHeldOutOpt = Annotated[bool, typer.Option("--allow-held-out", help="Do not refuse traces of tasks the project's split rule puts on the test side (md5 of the task id, 80% train; a trace's recorded split wins). Only for tasks you will never evaluate on.")]
 SourcesOpt = Annotated[str, typer.Option("--sources", help="Comma-separated pair sources: divergence, validity, loops.")]
+MinGapOpt = Annotated[str, typer.Option("--min-outcome-gap", help="The weakest difference a pair's two sides may have: step (an outcome of that step differs: tests after it pass/fail, parse error, refused write, tool error, loop) | rollout (also: only the two rollouts' final verdicts differ) | none (also: both rollouts ended alike and one was shorter). Dropped pairs are counted as no_outcome_gap.")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -158,7 +159,15 @@ def sft_extract(
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
 
 
-def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], held_out: Any, empty_ok: bool = False) -> None:
+def _check_gap(min_gap: str) -> None:
+    from ..data.pairs import GAP_LEVELS
+
+    if min_gap not in GAP_LEVELS:
+        raise typer.BadParameter(f"--min-outcome-gap must be one of {', '.join(GAP_LEVELS)}, got {min_gap!r}")
+
+
+def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], held_out: Any,
+          min_gap: str = "step", empty_ok: bool = False) -> None:
     from ..data.export import file_kind
     from ..data.pairs import extract_pairs
     from ..data.sft import SplitLeakError
@@ -167,7 +176,7 @@ def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], hel
     try:
         with _TraceProgress(trace_dir, "pairs") as advance:
             stats, data, meta = extract_pairs(trace_dir, output, meta_path(output), fmt, sources,
-                                              held_out=held_out, on_trace=advance)
+                                              held_out=held_out, on_trace=advance, min_gap=min_gap)
     except SplitLeakError as exc:
         _fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output), empty_ok=empty_ok)
@@ -180,16 +189,19 @@ def pairs_extract(
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
     allow_held_out: AllowHeldOutOpt = False,
+    min_gap: MinGapOpt = "step",
 ) -> None:
     """Mine step-level preference pairs from traces on disk (two next actions from the same state).
 
     Writes OUT (Together preference rows, or TRL prompt/chosen/rejected with --format trl), OUT's
-    .meta.jsonl sidecar (provenance and why one side won, line by line) and .stats.json.
+    .meta.jsonl sidecar (provenance, why one side won and the outcome that differs, line by line) and
+    .stats.json.
 
     Example: repo-agent pairs-extract --trace-dir runs/teacher --out runs/prefs.jsonl --sources validity,loops
     """
     _check_format(fmt)
-    _mine(trace_dir, output, fmt, _parse_sources(sources), _held_out(split_suite, allow_held_out))
+    _check_gap(min_gap)
+    _mine(trace_dir, output, fmt, _parse_sources(sources), _held_out(split_suite, allow_held_out), min_gap)
 
 
 @O.with_agent_flags
@@ -204,14 +216,21 @@ def prefs(
     sources: SourcesOpt = "divergence,validity,loops",
     split_suite: SplitSuiteOpt = None,
     allow_held_out: AllowHeldOutOpt = False,
+    min_gap: MinGapOpt = "step",
     *,
     flags: O.AgentFlags,
 ) -> None:
     """Run ROLLOUTS episodes per task (resumable), then mine preference pairs from them.
 
-    Example: repo-agent prefs --suite eval/suites/bundled_suite.json --rollouts 4 --trace-dir runs/prefs_run --out runs/prefs.jsonl
+    Pairs need two rollouts that reach the same state and then do things with different outcomes: with
+    the oracle teacher use --test-policy on_write --branch-pairs (and --oracle-mistake-rate for
+    recoveries in the SFT data).
+
+    Example: repo-agent prefs --suite eval/suites/bundled_train_suite.json --rollouts 4 --trace-dir runs/prefs_run
+    --out runs/prefs.jsonl --test-policy on_write --oracle-mistake-rate 0.3 --branch-pairs
     """
     _check_format(fmt)
+    _check_gap(min_gap)
     chosen_sources = _parse_sources(sources)
     held_out = _held_out(split_suite, allow_held_out)
     agent, provider, seed = flags.agent, flags.provider, flags.seed
@@ -243,7 +262,7 @@ def prefs(
                   + (f", {result.repaired} repaired" if result.repaired else "") + f" in {result.wall_time_s:.1f}s")
     if rollouts < 2:
         console.print("[yellow]note:[/yellow] one rollout per task: no two rollouts can share a state, so no pairs are mined")
-    _mine(trace_dir, output, fmt, chosen_sources, held_out, empty_ok=True)
+    _mine(trace_dir, output, fmt, chosen_sources, held_out, min_gap, empty_ok=True)
 
 
 @data_app.command("check")

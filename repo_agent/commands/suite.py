@@ -157,15 +157,20 @@ def validate(
     task: Annotated[Optional[list[str]], typer.Option("--task", help="Validate only this task (repeatable).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the per-task results as JSON here.")] = None,
     record_tests: Annotated[bool, typer.Option("--record-tests", help="Record in the suite file the tests each valid task's reference run passes (its expected tests: a verdict then passes only if all of them ran and passed, with the same parameters). Derived _train/_test suites beside it are split again.")] = False,
+    minimal: Annotated[bool, typer.Option("--minimal/--no-minimal", help="Also derive each task's minimal fix (the reference's code changes only, applied to the buggy file) and prove it in sealed runs.")] = True,
+    record_minimal: Annotated[bool, typer.Option("--record-minimal", help="Record each task's minimal fix in the suite file (the oracle teacher writes it); one that did not pass is recorded as a fallback to the full reference, with the reason. Derived _train/_test suites beside it are split again.")] = False,
     sandbox: O.SandboxOpt = "auto",
 ) -> None:
-    """For every task the buggy version must fail and the reference fix must pass, each run twice; exits 1 if any task is invalid."""
+    """For every task the buggy version must fail and the reference fix must pass, each run twice; exits 1 if any task is invalid.
+
+    Also reports how many tasks have a proven minimal fix (only the reference's code changes) and its
+    size in changed lines."""
     import time
 
     from rich.progress import Progress
 
     from ..suites.task import SuiteError, load_suite
-    from ..suites.validate import ValidateOptions, static_problems, validate_suite
+    from ..suites.validate import ValidateOptions, minimal_summary, static_problems, validate_suite
 
     try:
         loaded = load_suite(suite)
@@ -173,28 +178,35 @@ def validate(
             [loaded.task(t) for t in task]
     except (SuiteError, KeyError) as exc:
         _fail(str(exc))
-    if record_tests and loaded.derived_from is not None:
-        _fail(f"{suite} is a derived suite; record tests on its parent {loaded.derived_from.get('path')} (derived suites are never edited)")
+    if (record_tests or record_minimal) and loaded.derived_from is not None:
+        _fail(f"{suite} is a derived suite; record on its parent {loaded.derived_from.get('path')} (derived suites are never edited)")
+    if record_minimal and not minimal:
+        _fail("--record-minimal needs --minimal")
     _check_sandbox(sandbox)
     problems = static_problems(loaded)
     if problems:
         _fail("the suite is broken before any test runs:\n  " + "\n  ".join(problems))
     options = ValidateOptions(repeats=repeats, num_workers=num_workers, fail_fast=fail_fast,
-                              per_test_timeout=per_test_timeout, sandbox=sandbox, record_tests=record_tests)
+                              per_test_timeout=per_test_timeout, sandbox=sandbox, record_tests=record_tests,
+                              minimal=minimal)
     started = time.monotonic()
     with Progress(console=console, transient=True) as progress:
         job = progress.add_task(f"validating {loaded.suite_id}", total=len(task or loaded.tasks))
         results = validate_suite(loaded, options, task_ids=task, on_done=lambda r: progress.advance(job))
     wall = time.monotonic() - started
     _print_results(loaded.suite_id, results, wall)
+    summary = minimal_summary(results) if minimal else None
+    if summary:
+        _print_minimal(summary)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({
             "suite_id": loaded.suite_id, "valid": sum(r.valid for r in results), "total": len(results),
-            "wall_time_s": round(wall, 3), "options": options.__dict__, "tasks": [r.to_dict() for r in results],
+            "wall_time_s": round(wall, 3), "options": options.__dict__, "minimal_fixes": summary,
+            "tasks": [r.to_dict() for r in results],
         }, indent=2))
-    if record_tests:
-        _record_tests(loaded, suite, results)
+    if record_tests or record_minimal:
+        _record(loaded, suite, results, record_tests, record_minimal)
     raise typer.Exit(0 if all(r.valid for r in results) else 1)
 
 
@@ -207,14 +219,30 @@ def _check_sandbox(mode: str) -> None:
         _fail(str(exc))
 
 
-def _record_tests(loaded, path: Path, results: list) -> None:
+def _print_minimal(summary: dict) -> None:
+    sizes = summary["changed_lines"]
+    size = (f"; changed lines per fix: median {sizes['median']}, min {sizes['min']}, max {sizes['max']}"
+            if sizes else "")
+    Console(width=max(Console().width, 140)).print(
+        f"minimal fix: {summary['proven']}/{summary['tasks']} tasks{size}; "
+        f"{summary['fallbacks']} fall back to the full reference")
+    for task_id, reason in summary["fallback_reasons"].items():
+        console.print(f"  fallback {task_id}: {reason}", soft_wrap=True, markup=False)
+
+
+def _record(loaded, path: Path, results: list, tests: bool, minimal: bool) -> None:
     from ..suites.split import SIDES, derived_path, split_suite_file
     from ..suites.task import load_suite, save_suite
-    from ..suites.validate import with_expected_tests
+    from ..suites.validate import with_expected_tests, with_minimal_fixes
 
-    updated, count = with_expected_tests(loaded, results)
+    updated = loaded
+    if tests:
+        updated, count = with_expected_tests(updated, results)
+        console.print(f"recorded expected tests of {count} task(s) in {path}")
+    if minimal:
+        updated, count = with_minimal_fixes(updated, results)
+        console.print(f"recorded minimal fixes of {count} task(s) in {path}")
     save_suite(updated, path)
-    console.print(f"recorded expected tests of {count} task(s) in {path}")
     siblings = [derived_path(path, side) for side in SIDES if derived_path(path, side).is_file()]
     if siblings:
         train_pct = int(load_suite(siblings[0]).derived_from["train_pct"])
@@ -226,18 +254,28 @@ def _print_results(suite_id: str, results: list, wall: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"validate {suite_id}")
-    for column in ("task", "valid", "buggy runs", "reference runs", "time", "why"):
+    for column in ("task", "valid", "buggy runs", "reference runs", "minimal fix", "time", "why"):
         table.add_column(column)
     for r in results:
         table.add_row(
             r.task_id, "[green]yes[/green]" if r.valid else "[red]NO[/red]",
-            " / ".join(_short(b) for b in r.buggy), " / ".join(_short(f) for f in r.reference),
+            " / ".join(_short(b) for b in r.buggy), " / ".join(_short(f) for f in r.reference), _minimal_cell(r),
             f"{r.duration_s:.1f}s", r.error or "; ".join(r.problems),
         )
     out = Console(width=max(Console().width, 140))
     out.print(table)
     valid = sum(r.valid for r in results)
     out.print(f"{valid}/{len(results)} valid in {wall:.1f}s wall")
+
+
+def _minimal_cell(result) -> str:
+    fix = result.minimal_fix
+    if fix is None:
+        return "-"
+    if not fix.proven:
+        return "[yellow]fallback[/yellow]"
+    lines = fix.changed_lines
+    return f"{lines} line{'s' if lines != 1 else ''}: " + " / ".join(_short(r) for r in result.minimal_runs)
 
 
 def _short(report) -> str:

@@ -5,12 +5,22 @@ is identical (same prompt, tools, earlier replies and tool results). Each rollou
 pass as a chain of hashes: h0 = hash(tools, prompt), h(k+1) = hash(h(k), reply k, result k). Rollouts
 with equal h(k) shared the state; where their step-k outputs differ a pair may be mined:
 
-- validity: one side's output was a parse error or a tool call that failed, the other a valid call;
-  the valid one wins.
+- validity: one side's output was a parse error or a tool call that failed (a refused write among
+  them), the other a valid call; the valid one wins.
 - loops: both valid, one repeated itself (the loop detector fired), the other did not; progress wins.
-- divergence: both valid, neither looping: the better rollout's action wins: passed beats failed,
-  then fewer remaining steps; a tie gives no pair.
-A winner is always a valid, non-looping action; two bad outputs never make a pair.
+- divergence: both valid, neither looping: the tests the driver ran after the step passed on one side
+  and failed on the other (test policy on_write: after a write; final: after final); the passing side
+  wins. Failing that, the better rollout's action wins (passed beats failed, then fewer remaining
+  steps), but only when `min_gap` allows it.
+A winner is always a valid, non-looping action that is not a teacher's deliberate mistake; two bad
+outputs never make a pair.
+
+Every pair names its outcome gap, the recorded outcome that differs between its two sides: `tests`,
+`parse_error`, `refused`, `tool_error`, `loop` (outcomes of that very step), `rollout` (only the final
+verdicts of the two rollouts differ) or `remaining_steps` (both rollouts ended alike; one was shorter).
+`min_gap` keeps `step` gaps only (the default), also `rollout` gaps, or everything (`none`): pairs
+whose sides differ only in exploration arguments or remaining steps teach nothing about fixing, so by
+default they are dropped and counted as `no_outcome_gap`.
 
 Several rollouts may take the same action at a state: the action is represented by the best rollout
 that took it (passed first, then fewest remaining steps), so each distinct (chosen, rejected) appears
@@ -34,6 +44,8 @@ from .sft import HeldOutGuard, emitted_message, iter_states, read_traces, rollou
 from .stats import DataStats
 
 SOURCES = ("divergence", "validity", "loops")
+GAP_LEVELS = ("step", "rollout", "none")  # --min-outcome-gap: the weakest outcome gap a pair may have
+STEP_GAPS = ("tests", "parse_error", "refused", "tool_error", "loop")
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,9 @@ class StepInfo:
     kind: str  # valid | parse_error | tool_error
     detail: str  # the tool name, or the parse-error kind
     loop: str | None  # repeat | cycle | None
+    tests: str | None = None  # pass | fail: the driver's tests right after this step (None: none ran)
+    refused: str | None = None  # protected | new_file: the task refused this write
+    mistake: bool = False  # a teacher's deliberate wrong fix (never a winner)
 
 
 @dataclass(frozen=True)
@@ -92,12 +107,23 @@ def summarize(trace: dict[str, Any], rel_path: str) -> RolloutInfo:
             kind = "tool_error" if step.get("tool_ok") is False else "valid"
             detail = action.name if isinstance(action, P.ToolCall) else "final"
             output = _hash("A", P.render_action(action))
-        infos.append(StepInfo(prefix, output, kind, detail, step.get("loop") or None))
+        infos.append(StepInfo(prefix, output, kind, detail, step.get("loop") or None, step_tests(step),
+                              step.get("refused") or None, bool(step.get("mistake"))))
         if step.get("result_message") is None:
             break
         prefix = _hash(prefix, _canon(step.get("assistant_message")), _canon(step.get("result_message")))
     return RolloutInfo(rel_path, trace["task_id"], str(trace.get("rollout_id") or Path(rel_path).stem),
                        rollout_passed(trace), tuple(infos))
+
+
+def step_tests(step: dict[str, Any]) -> str | None:
+    """pass / fail from the [TESTS PASS] / [TESTS FAIL] snippet the driver recorded for the step."""
+    snippet = step.get("test_snippet") or ""
+    if snippet.startswith("[TESTS PASS]"):
+        return "pass"
+    if snippet.startswith("[TESTS FAIL]"):
+        return "fail"
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,7 +138,8 @@ class Side:
     def describe(self, k: int) -> dict[str, Any]:
         return {"rollout_id": self.rollout.rollout_id, "trace": self.rollout.path, "passed": self.rollout.passed,
                 "remaining_steps": self.rollout.remaining(k), "kind": self.step.kind, "detail": self.step.detail,
-                "loop": self.step.loop, "rollouts_with_this_output": self.sharing}
+                "loop": self.step.loop, "rollouts_with_this_output": self.sharing, "tests": self.step.tests,
+                "refused": self.step.refused, "mistake": self.step.mistake}
 
 
 @dataclass(frozen=True)
@@ -124,11 +151,20 @@ class PairPlan:
     chosen: Side
     rejected: Side
     state_rollouts: int
+    gap: str  # the outcome that differs between the two sides (see the module docstring)
 
 
-def judge(a: Side, b: Side, k: int) -> tuple[str, Side, Side, str] | str:
-    """(source, winner, loser, reason), or the reason no pair is made. A winner is always a valid call
-    that did not loop: a repeated action never wins, not even against a parse error."""
+def judge(a: Side, b: Side, k: int, min_gap: str = "step") -> tuple[str, Side, Side, str, str] | str:
+    """(source, winner, loser, reason, outcome gap), or the reason no pair is made. A winner is always a
+    valid call that did not loop and is no deliberate mistake: a repeated action never wins, not even
+    against a parse error."""
+    verdict = _judge(a, b, k, min_gap)
+    if not isinstance(verdict, str) and verdict[1].step.mistake:
+        return "mistake_never_wins"
+    return verdict
+
+
+def _judge(a: Side, b: Side, k: int, min_gap: str) -> tuple[str, Side, Side, str, str] | str:
     a_ok, b_ok = a.step.kind == "valid", b.step.kind == "valid"
     if not a_ok and not b_ok:
         return "both_invalid"
@@ -136,23 +172,33 @@ def judge(a: Side, b: Side, k: int) -> tuple[str, Side, Side, str] | str:
         win, lose = (a, b) if a_ok else (b, a)
         if win.step.loop:
             return "both_bad"
-        return "validity", win, lose, f"a valid {win.step.detail} call beats a {lose.step.kind} ({lose.step.detail})"
+        gap = "parse_error" if lose.step.kind == "parse_error" else ("refused" if lose.step.refused else "tool_error")
+        what = f"a refused write ({lose.step.refused})" if gap == "refused" else f"a {lose.step.kind} ({lose.step.detail})"
+        return "validity", win, lose, f"a valid {win.step.detail} call beats {what}", gap
     if a.step.loop and b.step.loop:
         return "both_bad"
     if bool(a.step.loop) != bool(b.step.loop):
         win, lose = (b, a) if a.step.loop else (a, b)
-        return "loops", win, lose, f"{win.step.detail} made progress where the other side repeated itself ({lose.step.loop})"
+        return "loops", win, lose, f"{win.step.detail} made progress where the other side repeated itself ({lose.step.loop})", "loop"
+    if a.step.tests and b.step.tests and a.step.tests != b.step.tests:
+        win, lose = (a, b) if a.step.tests == "pass" else (b, a)
+        return ("divergence", win, lose, f"the tests passed after this {win.step.detail}; after the other "
+                f"{lose.step.detail} they failed", "tests")
     ka, kb = a.outcome_key(k)[:2], b.outcome_key(k)[:2]
     if ka == kb:
         return "tie"
     win, lose = (a, b) if ka < kb else (b, a)
     if win.rollout.passed != lose.rollout.passed:
-        return "divergence", win, lose, "its rollout passed, the other failed"
+        if min_gap == "step":
+            return "no_outcome_gap"
+        return "divergence", win, lose, "its rollout passed, the other failed", "rollout"
+    if min_gap != "none":
+        return "no_outcome_gap"
     return "divergence", win, lose, (f"both {'passed' if win.rollout.passed else 'failed'}; it needed "
-                                     f"{lose.rollout.remaining(k) - win.rollout.remaining(k)} fewer remaining steps")
+                                     f"{lose.rollout.remaining(k) - win.rollout.remaining(k)} fewer remaining steps"), "remaining_steps"
 
 
-def plan_pairs(rollouts: list[RolloutInfo], sources: tuple[str, ...], stats: DataStats) -> list[PairPlan]:
+def plan_pairs(rollouts: list[RolloutInfo], sources: tuple[str, ...], stats: DataStats, min_gap: str = "step") -> list[PairPlan]:
     """Compare every state shared by two or more rollouts of one task."""
     states: dict[tuple[str, bytes], list[tuple[RolloutInfo, int]]] = {}
     for rollout in rollouts:
@@ -176,15 +222,15 @@ def plan_pairs(rollouts: list[RolloutInfo], sources: tuple[str, ...], stats: Dat
         sides.sort(key=lambda s: s.outcome_key(k))
         for i, a in enumerate(sides):
             for b in sides[i + 1:]:
-                verdict = judge(a, b, k)
+                verdict = judge(a, b, k, min_gap)
                 if isinstance(verdict, str):
                     stats.remove(verdict)
                     continue
-                source, win, lose, reason = verdict
+                source, win, lose, reason, gap = verdict
                 if source not in sources:
                     stats.remove(f"source_not_selected:{source}")
                     continue
-                plans.append(PairPlan(task_id, k, source, reason, win, lose, len(members)))
+                plans.append(PairPlan(task_id, k, source, reason, win, lose, len(members), gap))
     return plans
 
 
@@ -224,23 +270,25 @@ def render_pair(plan: PairPlan, cache: TraceCache, fmt: str) -> PreferencePair:
     rejected = step_target(lose_step, lose_trace, fmt) or emitted_message(lose_step, lose_trace, fmt)
     assert chosen is not None  # the winner is always a valid action
     meta = {"task_id": plan.task_id, "step_index": k, "source": plan.source, "reason": plan.reason,
-            "state_rollouts": plan.state_rollouts, "chosen": plan.chosen.describe(k),
+            "outcome_gap": plan.gap, "state_rollouts": plan.state_rollouts, "chosen": plan.chosen.describe(k),
             "rejected": plan.rejected.describe(k)}
     return PreferencePair(prompt, chosen, rejected, tools_for(win_trace, fmt), meta)
 
 
 def extract_pairs(trace_dir: Path, output: Path, meta_output: Path, fmt: str, sources: tuple[str, ...], *,
                   held_out: HeldOutGuard = HeldOutGuard(), on_trace: Callable[[], None] | None = None,
-                  ) -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
+                  min_gap: str = "step") -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
     """Mine pairs into uncommitted writers (data, sidecar); the caller validates and commits both."""
-    stats = DataStats(kind="pairs", output=str(output), fmt=fmt)
+    if min_gap not in GAP_LEVELS:
+        raise ValueError(f"min_gap must be one of {', '.join(GAP_LEVELS)}, got {min_gap!r}")
+    stats = DataStats(kind="pairs", output=str(output), fmt=fmt, min_outcome_gap=min_gap)
     rollouts: list[RolloutInfo] = []
     for rel_path, trace in read_traces(Path(trace_dir), stats, held_out):
         rollouts.append(summarize(trace, rel_path))
         stats.steps_seen += len(trace["steps"])
         if on_trace:
             on_trace()
-    plans = plan_pairs(rollouts, sources, stats)
+    plans = plan_pairs(rollouts, sources, stats, min_gap)
     export = pair_exporter(fmt)
     cache = TraceCache(trace_dir)
     seen: set[bytes] = set()
@@ -256,6 +304,7 @@ def extract_pairs(trace_dir: Path, output: Path, meta_output: Path, fmt: str, so
             data.write_line(line)
             meta.write({"pair_index": data.count - 1, **pair.meta})
             stats.keep(pair.meta["task_id"], pair.meta["source"], len(line))
+            stats.outcome_gaps[pair.meta["outcome_gap"]] += 1
     except BaseException:
         data.discard()
         meta.discard()

@@ -208,6 +208,8 @@ def removal_reason(step: dict[str, Any], action: P.Action | None, passed: bool, 
         return "parse_error"
     if step.get("refused"):
         return "refused_write"  # never taught, whatever the filters: the task forbade it
+    if step.get("mistake"):
+        return "mistake"  # a teacher's deliberate wrong fix: the steps after it are the lesson
     if options.require_success and not passed:
         return "rollout_failed"
     if options.require_valid_tool_ok and step.get("tool_ok") is False:

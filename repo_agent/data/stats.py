@@ -50,6 +50,8 @@ class DataStats:
     removed: Counter = field(default_factory=Counter)
     tools: Counter = field(default_factory=Counter)  # sft: target tool; pairs: source
     states_compared: int = 0  # pairs: conversation states shared by two or more rollouts
+    outcome_gaps: Counter = field(default_factory=Counter)  # pairs: kept pairs by the outcome their sides differ in
+    min_outcome_gap: str | None = None  # pairs: the weakest gap kept (step | rollout | none)
     chars: array = field(default_factory=lambda: array("I"))
     tokens: array = field(default_factory=lambda: array("I"))
     check: dict[str, Any] | None = None
@@ -93,6 +95,8 @@ class DataStats:
             "states_compared": self.states_compared,
             "removed": dict(sorted(self.removed.items())),
             ("pairs_by_source" if self.kind == "pairs" else "tool_distribution"): dict(sorted(self.tools.items())),
+            **({"pairs_by_outcome_gap": dict(sorted(self.outcome_gaps.items())), "min_outcome_gap": self.min_outcome_gap}
+               if self.kind == "pairs" else {}),
             "length_chars": percentiles(self.chars),
             "length_tokens": percentiles(self.tokens) if self.tokens else None,
             "check": self.check,
@@ -120,6 +124,9 @@ class DataStats:
             table.add_row(f"removed: {reason}", str(count))
         label = "by source" if self.kind == "pairs" else "tools"
         table.add_row(label, ", ".join(f"{k} {v}" for k, v in sorted(self.tools.items())) or "-")
+        if self.kind == "pairs":
+            table.add_row(f"by outcome gap (min {self.min_outcome_gap})",
+                          ", ".join(f"{k} {v}" for k, v in sorted(self.outcome_gaps.items())) or "-")
         for name in ("length_chars", "length_tokens"):
             stats = data[name]
             if stats:

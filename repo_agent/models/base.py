@@ -24,6 +24,22 @@ class ModelReply:
     latency_s: float = 0.0
     error: str | None = None  # set when the provider gave up: the episode records it and stops
     finish_reason: str | None = None
+    mistake: bool = False  # a teacher's deliberate wrong fix: the step is marked and never a training target
+
+
+@dataclass(frozen=True)
+class TeacherOptions:
+    """How a teacher makes data that teaches fixing (recorded with the provider in a run's config).
+
+    mistake_rate: the oracle writes a proven-wrong fix first in this share of rollouts, then recovers.
+    branch_pairs: rollouts 2i and 2i+1 of a task share their conversation up to the first write and
+    diverge there (the oracle: one writes a mistake, the other the fix; any other provider: the
+    follower re-asks its own model, seeded differently, at that step), so the two writes are an exact
+    preference pair with a recorded outcome each.
+    """
+
+    mistake_rate: float = 0.0
+    branch_pairs: bool = False
 
 
 class Model(Protocol):
@@ -43,13 +59,27 @@ class ProviderConfig:
     max_retries: int = 4
     adapter: str | None = None  # local provider: PEFT adapter folder
     script: str | None = None  # scripted provider: JSON/JSONL file of replies
+    teacher: TeacherOptions | None = None  # None: no mistakes, no branching (older run configs lack it)
 
 
 PROVIDERS = ("scripted", "oracle", "openai", "together", "local")
 
 
-def build_model(config: ProviderConfig, *, suite: Suite, task: TaskSpec, seed: int) -> Model:
-    """One model instance per rollout (cheap; remote clients and local weights are shared inside)."""
+def build_model(config: ProviderConfig, *, suite: Suite, task: TaskSpec, seed: int, fork_of: int | None = None) -> Model:
+    """One model instance per rollout (cheap; remote clients and local weights are shared inside).
+
+    `fork_of`: the seed of the rollout this one branches from (TeacherOptions.branch_pairs); the model
+    then answers like that rollout's model up to the first write and diverges there."""
+    if fork_of is not None:
+        if config.provider == "oracle":
+            from .oracle import OracleModel
+
+            return OracleModel(suite=suite, task=task, seed=seed, fork_of=fork_of,
+                               mistake_rate=config.teacher.mistake_rate if config.teacher else 0.0)
+        from .branching import BranchingModel
+
+        return BranchingModel(shared=build_model(config, suite=suite, task=task, seed=fork_of),
+                              own=build_model(config, suite=suite, task=task, seed=seed))
     if config.provider == "scripted":
         from .scripted import ScriptedModel
 
@@ -57,7 +87,8 @@ def build_model(config: ProviderConfig, *, suite: Suite, task: TaskSpec, seed: i
     if config.provider == "oracle":
         from .oracle import OracleModel
 
-        return OracleModel(suite=suite, task=task, seed=seed)
+        return OracleModel(suite=suite, task=task, seed=seed,
+                           mistake_rate=config.teacher.mistake_rate if config.teacher else 0.0)
     if config.provider == "openai":
         from .openai_compat import OpenAIModel
 

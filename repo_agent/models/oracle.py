@@ -1,49 +1,116 @@
-"""A teacher that knows the task's reference fix. It explores like an agent would (list_files, grep,
-read_file), writes the fixed file(s), then ends with `final`. The seed varies the exploration so that
-several rollouts of one task differ. It produces valid teacher traces with no LLM at all.
+"""The oracle teacher as a model: it reads the conversation it is sent, asks its policy
+(teacher/policy.py) what to do next and answers with that action in the JSON tool protocol (or as a
+native function call). It knows the task's proven minimal fix, so it produces valid teacher traces
+with no LLM at all; its seed varies how it explores, and with a mistake rate it sometimes writes a
+proven-wrong fix first and recovers after the tests fail. The reply of a deliberate mistake is marked
+(`ModelReply.mistake`), so the trace marks that step and training never takes it as a target.
+
+This module only translates between the JSON tool set and the policy's intents: porting the teacher to
+another tool set means another `render`/`intent_of` pair, not another policy.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
+from .. import protocol as P
 from ..protocol import Final, ToolCall, render_action
 from ..suites.task import Suite, TaskSpec
+from ..teacher.knowledge import TaskKnowledge
+from ..teacher.mutations import KINDS, MistakeProver, WrongFix, candidates, disabled_asserts
+from ..teacher.policy import Finish, Intent, ListFiles, Read, Search, TeacherPolicy, Turn, Write, draw_plan
 from .base import ModelReply
+
+MAX_PROOF_RUNS = 4  # wrong fixes tried (one sealed test run each) before giving up on a mistake
+_KIND_WEIGHTS = {"operator_swap": 3, "off_by_one": 2, "wrong_variable": 3, "partial_fix": 2, "unchanged": 1,
+                 "protected_write": 1}
 
 
 class OracleModel:
-    def __init__(self, suite: Suite, task: TaskSpec, seed: int):
-        self.plan = oracle_plan(task, suite.reference_text(task), random.Random(seed))
+    def __init__(self, suite: Suite, task: TaskSpec, seed: int, mistake_rate: float = 0.0,
+                 fork_of: int | None = None, sandbox: str = "auto"):
+        self.suite, self.seed = suite, seed
+        self.knowledge = TaskKnowledge.of(suite, task)
+        self.plan = draw_plan(self.knowledge, seed, mistake_rate, fork_of)
+        self.prover = MistakeProver(suite, sandbox)
+        self._wrong: tuple[WrongFix | None] | None = None
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
-        step = sum(1 for m in messages if m.get("role") == "assistant")
-        action = self.plan[min(step, len(self.plan) - 1)]
+        goal = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
+        policy = TeacherPolicy(self.knowledge, self.plan, self.wrong_fix, goal)
+        intent = policy.decide(turns_of(messages))
+        action = render(intent)
+        mistake = isinstance(intent, Write) and intent.mistake is not None
         if tools:  # native protocol: answer with a function call
+            step = sum(1 for m in messages if m.get("role") == "assistant")
             name, args = ("final", {"summary": action.summary}) if isinstance(action, Final) else (action.name, action.args)
-            import json
-
             call = {"id": f"call_{step}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-            return ModelReply(content="", tool_calls=[call])
-        return ModelReply(content=render_action(action))
+            return ModelReply(content="", tool_calls=[call], mistake=mistake)
+        return ModelReply(content=render_action(action), mistake=mistake)
+
+    def wrong_fix(self) -> WrongFix | None:
+        """The wrong fix this rollout writes first: drawn by the plan's seed, proven wrong by a test run."""
+        if self._wrong is None:
+            self._wrong = (self._pick_wrong_fix(),)
+        return self._wrong[0]
+
+    def _pick_wrong_fix(self) -> WrongFix | None:
+        k = self.knowledge
+        pool = [c for path in k.targets for c in candidates(path, k.buggy.get(path, ""), k.fixes[path])]
+        if k.test_file and k.test_text is not None and k.task.rules.refusal(k.test_file, True):
+            pool.append(WrongFix("protected_write", k.test_file, disabled_asserts(k.test_text),
+                                 "rewrote the test file with its asserts disabled"))
+        rng = random.Random(self.plan.mistake_seed)
+        rng.shuffle(pool)
+        kinds = [kind for kind in KINDS if any(c.kind == kind for c in pool)]
+        if not kinds:
+            return None
+        first = rng.choices(kinds, weights=[_KIND_WEIGHTS[kind] for kind in kinds])[0]
+        pool.sort(key=lambda c: c.kind != first)  # stable: the drawn kind first, the rest in shuffled order
+        for fix in pool[:MAX_PROOF_RUNS]:
+            if self.prover.fails(k, fix):
+                return fix
+        return None
 
 
-def oracle_plan(task: TaskSpec, reference: dict[str, str], rng: random.Random) -> list[ToolCall | Final]:
-    explore: list[ToolCall] = []
-    if rng.random() < 0.7:
-        explore.append(ToolCall("list_files", {"rel_dir": ".", "max_files": rng.choice([100, 200])}))
-    if not explore or rng.random() < 0.5:
-        explore.append(ToolCall("grep", {"pattern": f"def {task.name}", "rel_dir": ".", "max_matches": 50}))
-    rng.shuffle(explore)
-    plan: list[ToolCall | Final] = list(explore)
-    for path in task.target_files:
-        plan.append(ToolCall("read_file", {"rel_path": path, "max_chars": rng.choice([4000, 8000])}))
-    test_files = [a for a in task.test.args if a.endswith(".py") and "::" not in a]
-    if test_files and rng.random() < 0.5:
-        plan.append(ToolCall("read_file", {"rel_path": test_files[0], "max_chars": 4000}))
-    for path, text in reference.items():
-        plan.append(ToolCall("write_file", {"rel_path": path, "content": text}))
-    changed = ", ".join(reference)
-    plan.append(Final(summary=f"Fixed the bug in {changed} so that the tests of {task.name} pass."))
-    return plan
+def render(intent: Intent) -> ToolCall | Final:
+    """An intent as an action of the JSON tool set."""
+    if isinstance(intent, ListFiles):
+        return ToolCall("list_files", {"rel_dir": intent.rel_dir, "max_files": intent.max_files})
+    if isinstance(intent, Search):
+        return ToolCall("grep", {"pattern": intent.pattern, "rel_dir": intent.rel_dir, "max_matches": intent.max_matches})
+    if isinstance(intent, Read):
+        return ToolCall("read_file", {"rel_path": intent.path, "max_chars": intent.max_chars})
+    if isinstance(intent, Write):
+        return ToolCall("write_file", {"rel_path": intent.path, "content": intent.content})
+    return Final(summary=intent.summary)
+
+
+def intent_of(action: ToolCall | Final) -> Intent:
+    """The inverse of `render`, with the tools' defaults filled in."""
+    if isinstance(action, Final):
+        return Finish(action.summary)
+    args = action.args
+    if action.name == "list_files":
+        return ListFiles(args.get("rel_dir", "."), args.get("max_files", 200))
+    if action.name == "grep":
+        return Search(args["pattern"], args.get("rel_dir", "."), args.get("max_matches", 50))
+    if action.name == "read_file":
+        return Read(args["rel_path"], args.get("max_chars", 4000))
+    return Write(args["rel_path"], args["content"])
+
+
+def turns_of(messages: list[dict[str, Any]]) -> list[Turn]:
+    """The steps of a conversation (after the system prompt and the goal): each assistant turn parsed
+    back into an intent, with the text of the tool result that answered it."""
+    turns = []
+    body = [m for m in messages if m.get("role") != "system"][1:]
+    for reply, result in zip(body[0::2], body[1::2]):
+        action = P.parse_native(reply["tool_calls"]) if reply.get("tool_calls") else P.parse_action(reply.get("content"))
+        text = result.get("content") or ""
+        if text.startswith(P.TOOL_RESULT_PREFIX + "\n"):
+            text = text[len(P.TOOL_RESULT_PREFIX) + 1:]
+        turns.append(Turn(None if isinstance(action, P.ParseError) else intent_of(action), text))
+    return turns

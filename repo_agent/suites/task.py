@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from . import minimal
+from .minimal import MinimalFix
 from .rules import DEFAULT_EDITABLE, WriteRules
 
 SUITE_SCHEMA = "repo-agent/suite"
@@ -57,6 +59,9 @@ class TaskSpec:
     # (test id, parameter digest or None, file defining the test or None), from the reference run
     # (`suite validate --record-tests`); None when unknown. A verdict passes only if all of them pass.
     expected_tests: tuple[tuple[str, str | None, str | None], ...] | None = None
+    # The reference's code changes alone, applied to the buggy file (minimal.py), as proven by
+    # `suite validate --record-minimal`; None when never recorded. Optional in the file: older suites load.
+    minimal_fix: MinimalFix | None = None
 
     @property
     def name(self) -> str:
@@ -89,6 +94,23 @@ class Suite:
         """Workspace path -> fixed content. Reference sources are relative to the suite root."""
         return {ws_path: (self.root / src).read_text(encoding="utf-8") for ws_path, src in task.reference}
 
+    def buggy_text(self, task: TaskSpec) -> dict[str, str]:
+        """Workspace path -> the buggy content of each file the reference fixes ("" for a file it creates)."""
+        base = self.root / task.base
+        return {ws_path: (base / ws_path).read_text(encoding="utf-8") if (base / ws_path).is_file() else ""
+                for ws_path, _ in task.reference}
+
+    def teacher_fix(self, task: TaskSpec) -> tuple[dict[str, str], bool]:
+        """(workspace path -> content a teacher writes, whether it is the proven minimal fix). The full
+        reference when no minimal fix was proven, or when the buggy files changed since it was recorded."""
+        if task.minimal_fix is not None and task.minimal_fix.proven:
+            try:
+                texts = minimal.fixed_texts(task.minimal_fix, self.buggy_text(task))
+            except (ValueError, OSError):
+                return self.reference_text(task), False
+            return texts, True  # a file whose reference changes no code line is not written at all
+        return self.reference_text(task), False
+
     @property
     def task_ids(self) -> list[str]:
         return [t.task_id for t in self.tasks]
@@ -102,6 +124,9 @@ def task_to_dict(task: TaskSpec) -> dict[str, Any]:
     data["editable"], data["protected"], data["new_files"] = list(task.editable), list(task.protected), list(task.new_files)
     data["expected_tests"] = None if task.expected_tests is None else {
         test_id: {"params": params, "defined_in": defined_in} for test_id, params, defined_in in task.expected_tests}
+    data.pop("minimal_fix")
+    if task.minimal_fix is not None:  # omitted when unknown, so files written before the field keep their bytes
+        data["minimal_fix"] = minimal.to_dict(task.minimal_fix)
     return data
 
 
@@ -131,6 +156,7 @@ def task_from_dict(data: dict[str, Any], default_protected: tuple[str, ...] = ()
         protected=tuple(data["protected"]) if "protected" in data else default_protected,
         new_files=tuple(data.get("new_files") or ()),
         expected_tests=_expected_tests(data.get("expected_tests")),
+        minimal_fix=minimal.from_dict(data.get("minimal_fix")),
     )
 
 
@@ -172,7 +198,7 @@ def load_suite(path: str | Path) -> Suite:
     defaults = kind_default_protected(data.get("kind", "unknown"))
     try:
         tasks = tuple(task_from_dict(t, defaults) for t in data["tasks"])
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise SuiteError(f"{path}: malformed task record ({exc})") from None
     return Suite(
         suite_id=data["suite_id"],

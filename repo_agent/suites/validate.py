@@ -1,4 +1,6 @@
 """Prove every task of a suite is a real task: the buggy version fails and the reference fix passes.
+It also proves each task's minimal fix (minimal.py: only the reference's code changes) in sealed runs;
+a minimal fix that does not pass is replaced by the full reference and counted as a fallback.
 
 Each side runs `repeats` times (default 2) to catch flaky tests. Tasks run in parallel threads; the
 test runner itself caps concurrent pytest processes at the core count. A failing buggy run may stop at
@@ -8,6 +10,7 @@ the per-test timeout of the task's TestSpec.
 
 from __future__ import annotations
 
+import statistics
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +18,8 @@ from typing import Callable
 
 from ..testrun import TestReport
 from ..workspace import TaskWorkspace
+from . import minimal
+from .minimal import MinimalFix
 from .task import Suite, TaskSpec
 
 
@@ -26,6 +31,7 @@ class ValidateOptions:
     per_test_timeout: float | None = None  # override the tasks' own per-test timeout
     sandbox: str = "auto"
     record_tests: bool = False  # learn each task's expected tests from its reference runs
+    minimal: bool = True  # derive and prove each task's minimal fix (repeats more sealed runs per task)
 
 
 @dataclass
@@ -36,6 +42,8 @@ class TaskValidation:
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     expected_tests: tuple[tuple[str, str | None, str | None], ...] | None = None  # learnt (record_tests)
+    minimal_runs: list[TestReport] = field(default_factory=list)
+    minimal_fix: MinimalFix | None = None  # proven, or a fallback with its reason (None: not tried)
 
     @property
     def valid(self) -> bool:
@@ -43,7 +51,7 @@ class TaskValidation:
 
     @property
     def duration_s(self) -> float:
-        return sum(r.duration_s for r in self.buggy + self.reference)
+        return sum(r.duration_s for r in self.buggy + self.reference + self.minimal_runs)
 
     def to_dict(self) -> dict:
         return {
@@ -55,6 +63,10 @@ class TaskValidation:
             "buggy": [r.to_dict() for r in self.buggy],
             "reference": [r.to_dict() for r in self.reference],
             "expected_tests": None if self.expected_tests is None else len(self.expected_tests),
+            "minimal_fix": None if self.minimal_fix is None else {
+                "status": self.minimal_fix.status, "reason": self.minimal_fix.reason,
+                "changed_lines": self.minimal_fix.changed_lines if self.minimal_fix.proven else None,
+                "runs": [r.to_dict() for r in self.minimal_runs]},
         }
 
 
@@ -110,14 +122,41 @@ def validate_task(suite: Suite, task: TaskSpec, options: ValidateOptions) -> Tas
     result.problems = judge(result.buggy, result.reference)
     if options.record_tests and not result.problems:
         result.expected_tests = learn_expected_tests(result.reference)
+    if options.minimal:
+        result.minimal_fix = _prove_minimal(suite, task, result, options)
     return result
 
 
-def _run(suite: Suite, task: TaskSpec, fixed: bool, fail_fast: bool, sandbox: str) -> TestReport:
-    """One sealed run of the buggy task, or of the reference fix written as the model would write it."""
+def _prove_minimal(suite: Suite, task: TaskSpec, result: TaskValidation, options: ValidateOptions) -> MinimalFix:
+    """The task's minimal fix if every sealed run of it passes, else a fallback saying why."""
+    if not result.valid:
+        return MinimalFix(minimal.FALLBACK, reason="the task is not valid")
+    if result.expected_tests is not None:
+        task = replace(task, expected_tests=result.expected_tests)  # judge it as the recorded suite will
+    try:
+        buggy = suite.buggy_text(task)
+        proposal = minimal.propose(buggy, suite.reference_text(task))
+        if not proposal.proven:
+            return proposal
+        texts = minimal.fixed_texts(proposal, buggy)
+        for _ in range(options.repeats):
+            result.minimal_runs.append(_run(suite, task, texts, fail_fast=True, sandbox=options.sandbox))
+    except (OSError, ValueError) as exc:
+        return MinimalFix(minimal.FALLBACK, reason=f"{type(exc).__name__}: {exc}")
+    failing = [r for r in result.minimal_runs if not r.ok]
+    if failing:
+        return MinimalFix(minimal.FALLBACK, reason=f"a sealed run of the minimal fix did not pass "
+                                                   f"({failing[0].outcome}: {failing[0].summary})")
+    return proposal
+
+
+def _run(suite: Suite, task: TaskSpec, fixed: bool | dict[str, str], fail_fast: bool, sandbox: str) -> TestReport:
+    """One sealed run of the buggy task, or of a fix (the reference, or the given texts) written as the
+    model would write it."""
     with TaskWorkspace.create(suite, task, sandbox) as env:
         if fixed:
-            for ws_path, text in suite.reference_text(task).items():
+            texts = fixed if isinstance(fixed, dict) else suite.reference_text(task)
+            for ws_path, text in texts.items():
                 refusal = env.refusal(ws_path)
                 if refusal:
                     raise ValueError(f"the reference fix writes {ws_path}, which the task does not let a model change ({refusal[1]})")
@@ -165,6 +204,23 @@ def static_problems(suite: Suite) -> list[str]:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def with_minimal_fixes(suite: Suite, results: list[TaskValidation]) -> tuple[Suite, int]:
+    """The suite with each validated task's minimal fix (proven, or a fallback with its reason)."""
+    learnt = {r.task_id: r.minimal_fix for r in results if r.minimal_fix is not None}
+    tasks = tuple(replace(t, minimal_fix=learnt[t.task_id]) if t.task_id in learnt else t for t in suite.tasks)
+    return replace(suite, tasks=tasks), sum(1 for f in learnt.values() if f.proven)
+
+
+def minimal_summary(results: list[TaskValidation]) -> dict:
+    """How many tasks have a proven minimal fix, its size in changed lines, and the fallbacks."""
+    tried = [r for r in results if r.minimal_fix is not None]
+    sizes = sorted(r.minimal_fix.changed_lines for r in tried if r.minimal_fix.proven)
+    fallbacks = {r.task_id: r.minimal_fix.reason for r in tried if not r.minimal_fix.proven}
+    return {"tasks": len(tried), "proven": len(sizes), "fallbacks": len(fallbacks), "fallback_reasons": fallbacks,
+            "changed_lines": {"min": sizes[0], "median": statistics.median(sizes), "max": sizes[-1],
+                              "total": sum(sizes)} if sizes else None}
 
 
 def with_expected_tests(suite: Suite, results: list[TaskValidation]) -> tuple[Suite, int]:
