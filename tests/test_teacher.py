@@ -381,7 +381,7 @@ def test_an_llm_teachers_writes_at_a_shared_state_become_pairs_only_when_branche
     assert outcomes == ["[TESTS FAIL]", "[TESTS PASS]"]  # one right and one wrong write either way
     if not branch:  # the two rollouts listed files differently, so their writes come from different states
         assert traces[0]["steps"][0]["raw_output"] != traces[1]["steps"][0]["raw_output"]
-        assert result.exit_code == 1 and not out.exists()
+        assert result.exit_code == 0 and not out.exists() and "no pairs" in result.output  # a warning, not a failure
         return
     assert result.exit_code == 0, result.output
     for key in ("assistant_message", "result_message"):  # the follower shared the leader's conversation
