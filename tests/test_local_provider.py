@@ -35,7 +35,7 @@ def _model(model, adapter=None, seed=0, **sampling):
 # -- the stop rule, pure ----------------------------------------------------------------------------------
 
 def _complete_after(text: str) -> int | None:
-    from repo_agent.models.local_hf import JsonObjectScanner
+    from repo_agent.protocol_prefix import JsonObjectScanner
 
     scanner = JsonObjectScanner()
     for index, char in enumerate(text):

@@ -47,6 +47,7 @@ class Outcome:
     tokens_out: int
     wall_time_s: float
     model_time_s: float = 0.0
+    stopped_early: int = 0  # steps whose generation was stopped early (all of them parse errors)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class TaskTotals:
     tokens_out: int = 0
     wall_time_s: float = 0.0
     model_time_s: float = 0.0
+    stopped_early: int = 0
     stop_reasons: dict[str, int] = field(default_factory=dict)
     outcomes: list[bool] = field(default_factory=list)  # pass/fail by rollout index order
 
@@ -78,6 +80,7 @@ class TaskTotals:
         self.tokens_out += outcome.tokens_out
         self.wall_time_s += outcome.wall_time_s
         self.model_time_s += outcome.model_time_s
+        self.stopped_early += outcome.stopped_early
         self.stop_reasons[outcome.stop_reason] = self.stop_reasons.get(outcome.stop_reason, 0) + 1
 
 
@@ -109,6 +112,7 @@ def outcome_from_trace(trace: dict[str, Any]) -> Outcome:
         tokens_out=sum(_count(s.get("completion_tokens")) for s in steps),
         wall_time_s=_seconds(metrics.get("wall_time_s")),
         model_time_s=sum(_seconds(s.get("latency_s")) for s in steps),
+        stopped_early=sum(1 for s in steps if s.get("stopped_early")),
     )
 
 
@@ -188,6 +192,7 @@ def summarize_totals(totals: Iterable[TaskTotals]) -> dict[str, Any]:
         "tokens_out": sum(t.tokens_out for t in items),
         "wall_time_s": round(sum(t.wall_time_s for t in items), 3),
         "model_time_s": round(sum(t.model_time_s for t in items), 3),
+        "stopped_early": sum(t.stopped_early for t in items),
     }
     for metric in RATIO_METRICS:
         value = ratio(items, metric)
