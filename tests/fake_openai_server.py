@@ -43,6 +43,15 @@ def approx_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a closed stream) is normal here; anything else is still printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAIServer:
     def __init__(self, replies: list[Any] | None = None, *, delay_s: float = 0.0, reply_fn: ReplyFn | None = None,
                  fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1", port: int = 0,
@@ -57,7 +66,7 @@ class FakeOpenAIServer:
         self.fail_status = fail_status
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd = _QuietServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

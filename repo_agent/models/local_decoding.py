@@ -105,12 +105,16 @@ def stopping_criteria(tokenizer: Any, watches: list[RowWatch], eos_ids: list[int
     return RowsFinished()
 
 
-def grammar_mask(grammars: list[Any], watches: list[RowWatch], vocab_size: int) -> Any:
+def grammar_mask(grammars: list[Any], watches: list[RowWatch], vocab_size: int, control_tokens: Any) -> Any:
     """Masks the logits of constrained rows to the tokens their grammar allows next.
 
     Built on xgrammar's matcher (`GrammarMatcher`, `apply_token_bitmask_inplace`) rather than its
     `contrib.hf.LogitsProcessor`, which applies one grammar to every row and asserts that each row's
-    last token is grammatical: here rows may be unconstrained, and a finished row is fed padding."""
+    last token is grammatical: here rows may be unconstrained, and a finished row is fed padding.
+    `control_tokens` (ids whose text holds a character below U+0020) are masked too: the grammar is
+    compact (no whitespace between JSON tokens) and JSON strings may not hold raw control characters,
+    yet xgrammar 0.2.9's rule for strings with a minLength admits them."""
+    import torch
     import xgrammar as xgr
     from transformers import LogitsProcessor
 
@@ -136,6 +140,8 @@ def grammar_mask(grammars: list[Any], watches: list[RowWatch], vocab_size: int) 
                 rows.append(row)
             if rows:
                 xgr.apply_token_bitmask_inplace(scores, self.bitmask, indices=rows)
+                if len(control_tokens):
+                    scores[torch.tensor(rows).unsqueeze(1), control_tokens.unsqueeze(0)] = float("-inf")
             return scores
 
     return GrammarMask()

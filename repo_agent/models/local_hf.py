@@ -50,6 +50,7 @@ class BatchingEngine:
         self.batch_sizes: list[int] = []  # one entry per generate call: what batching achieved
         self._grammar_compiler: Any = None
         self._grammars: dict[str, Any] = {}  # JSON schema text -> compiled grammar
+        self._control_tokens: Any = None  # token ids holding a control character (never valid in compact JSON)
         # A fast tokenizer is not safe to use from several threads at once (its Rust core raises
         # "Already borrowed" when encode settings change mid-decode), so every use takes this lock.
         self.tokenizer_lock = threading.Lock()
@@ -101,9 +102,15 @@ class BatchingEngine:
             import xgrammar as xgr
 
             if self._grammar_compiler is None:
+                import torch
+
+                stop_ids = _end_of_turn_ids(self.model, self.tokenizer)
                 info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size,
-                                                          stop_token_ids=_end_of_turn_ids(self.model, self.tokenizer))
+                                                          stop_token_ids=stop_ids)
                 self._grammar_compiler = xgr.GrammarCompiler(info)
+                self._control_tokens = torch.tensor(
+                    [i for i, text in enumerate(info.decoded_vocab) if i not in stop_ids and any(b < 0x20 for b in text)],
+                    dtype=torch.long)
             # compact separators: the grammar's output is the canonical rendering (protocol.render_action)
             self._grammars[schema] = self._grammar_compiler.compile_json_schema(
                 schema, any_whitespace=False, separators=(",", ":"))
@@ -174,16 +181,16 @@ class BatchingEngine:
         processors = LogitsProcessorList()
         if any(r.schema for r in batch):  # the mask goes first: sampling then only sees allowed tokens
             grammars = [self._compiled_grammar(r.schema) if r.schema else None for r in batch]
-            processors.append(grammar_mask(grammars, watches, model.config.vocab_size))
+            processors.append(grammar_mask(grammars, watches, model.config.vocab_size, self._control_tokens))
         if any(r.temperature > 0 for r in batch):
             processors.append(seeded_sampler(batch, model.device))
         config = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in batch), do_sample=False, num_beams=1,
                                   repetition_penalty=1.0, eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+        self.batch_sizes.append(len(batch))  # before generating: a row answered early may be read at once
         with torch.inference_mode():
             model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
                            past_key_values=cache, logits_processor=processors,
                            stopping_criteria=StoppingCriteriaList([stop]))
-        self.batch_sizes.append(len(batch))
         return [watch.result(tokenizer, len(batch)) for watch in watches]
 
 
