@@ -50,16 +50,17 @@ class ProviderConfig:
 
 PROVIDERS = ("scripted", "oracle", "openai", "together", "local")
 CONSTRAINED_MODES = ("json",)
-# Who can stop a reply early (local generation, streamed OpenAI-compatible replies, replayed scripts)
-# and who can constrain decoding (a grammar locally, `response_format` for a server).
-EARLY_STOP_PROVIDERS = ("local", "openai", "scripted")
+# Who can stop a reply early (local generation, streamed OpenAI-compatible replies, replayed scripts;
+# the oracle only writes valid actions, so the flag holds for it trivially; Together's replies are not
+# streamed) and who can constrain decoding (a grammar locally, `response_format` for a server).
+EARLY_STOP_PROVIDERS = ("local", "openai", "scripted", "oracle")
 CONSTRAINED_PROVIDERS = ("local", "openai")
 
 
 def decoding_record(config: ProviderConfig, tool_protocol: str) -> dict[str, Any]:
     """What a trace records as its `decoding`: whether replies could be stopped early and under which
     constraint they were decoded. Both apply to the JSON protocol only, and only where the provider
-    can do them (oracle and Together replies are never stopped early)."""
+    can do them (Together replies are never stopped early)."""
     json_protocol = tool_protocol == "json"
     return {"early_stop": bool(config.early_stop and json_protocol and config.provider in EARLY_STOP_PROVIDERS),
             "constrained": config.constrained if json_protocol else None}

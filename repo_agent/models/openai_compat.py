@@ -119,8 +119,9 @@ def _unstreamed(response: Any, latency_s: float) -> ModelReply:
     from openai.types.chat import ChatCompletion
 
     try:
+        response.read()
         completion = ChatCompletion.model_validate(response.json())
-    except ValueError as exc:
+    except Exception as exc:  # a body that is neither a stream nor a completion: data, not a crash
         return ModelReply(content="", latency_s=latency_s, error=f"unreadable completion: {type(exc).__name__}: {exc}")
     return reply_from_openai(completion, latency_s)
 
