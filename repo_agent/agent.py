@@ -61,7 +61,7 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
             if reply.error:
                 stop_reason, error = "model_error", reply.error
                 break
-            action = P.parse_native(reply.tool_calls) if native else P.parse_action(reply.content)
+            action = P.parse_native(reply.tool_calls) if native else P.parse_action(reply.content, reply.stopped_early)
             step = _new_step(index, reply, action, native)
             if isinstance(action, P.ParseError):
                 body = P.parse_error_feedback(action, native)
@@ -145,6 +145,7 @@ def _new_step(index: int, reply: ModelReply, action: P.Action | P.ParseError, na
         "latency_s": round(reply.latency_s, 4),
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
+        "stopped_early": reply.stopped_early,
     }
     if reply.mistake:  # a teacher's deliberate wrong fix (oracle --oracle-mistake-rate): never a training target
         step["mistake"] = True

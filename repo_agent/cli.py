@@ -34,6 +34,7 @@ def run(
     """Run ONE episode of one model on one task; print a summary and the trace path."""
     from .agent import run_episode
     from .models import build_model
+    from .models.base import decoding_record
     from .suites.task import SuiteError, load_suite
 
     agent, provider, seed = flags.agent, flags.provider, flags.seed
@@ -52,7 +53,7 @@ def run(
     trace = run_episode(loaded, spec, llm, agent, trace_path, rollout_id=trace_path.stem, rollout_index=0,
                         seed=seed, provider=provider.provider, model=provider.model, base_url=provider.base_url,
                         tool_protocol=agent.tool_protocol, test_policy=agent.test_policy,
-                        sampling=asdict(provider.sampling))
+                        sampling=asdict(provider.sampling), decoding=decoding_record(provider, agent.tool_protocol))
     _print_episode(trace, trace_path)
     raise typer.Exit(0 if trace["stop_reason"] != "harness_error" else 1)
 
@@ -70,6 +71,9 @@ def _print_episode(trace: dict, trace_path: Path) -> None:
     table.add_row("stop reason", trace["stop_reason"])
     table.add_row("steps", str(metrics["steps"]))
     table.add_row("parse errors", f"{metrics['parse_errors']} {metrics['parse_error_kinds'] or ''}")
+    decoding = trace.get("decoding") or {}
+    table.add_row("decoding", f"{'constrained (' + decoding['constrained'] + ')' if decoding.get('constrained') else 'free'}, "
+                              f"early stop {'on' if decoding.get('early_stop') else 'off'}")
     table.add_row("tool calls", json.dumps(metrics["tool_calls"]))
     table.add_row("loop detections", str(metrics["loop_detections"]))
     table.add_row("tokens in/out", f"{metrics['tokens_in']}/{metrics['tokens_out']}")

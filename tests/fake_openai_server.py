@@ -18,6 +18,11 @@ for assertions). Token usage is reported as len(text) // 4 + 1, deterministic.
 through and holds the rest, `gate.wait_answered(n)` blocks until n requests were let through in
 all, and `gate.drop_held()` closes the held requests without an answer (their client was killed).
 So a test can stop a client at an exact point and know it cannot have finished, however fast it is.
+Streaming: a request with `"stream": true` is answered with server-sent events like vLLM's: the
+content in chunks of `stream_chunk_chars` characters (one "token" each), `stream_delay_s` apart, then
+a chunk with the finish reason, a usage chunk when `stream_options.include_usage` asks for one, and
+`data: [DONE]`. `streams[n]` says how request n's stream went: chunks it had, chunks written, and
+whether the client hung up before the end (a client that stops early closes the connection).
 
 Run it standalone for manual tries or benchmarks:
     python tests/fake_openai_server.py --port 8765 --delay 0.5 --replies replies.json
@@ -97,20 +102,31 @@ class RequestGate:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"only {self.answered} of {count} requests within {timeout_s}s")
                 self._cond.wait(timeout=0.1)
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a closed stream) is normal here; anything else is still printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class FakeOpenAIServer:
     def __init__(self, replies: list[Any] | None = None, *, delay_s: float = 0.0, reply_fn: ReplyFn | None = None,
-                 fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1", port: int = 0):
+                 fail_first: int = 0, fail_status: int = 500, host: str = "127.0.0.1", port: int = 0,
+                 stream_chunk_chars: int = 4, stream_delay_s: float = 0.0):
         self.replies = list(replies) if replies else [FINAL_REPLY]
         self.delay_s = delay_s
+        self.stream_chunk_chars = stream_chunk_chars
+        self.stream_delay_s = stream_delay_s
+        self.streams: dict[int, dict[str, Any]] = {}
         self.reply_fn = reply_fn
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.requests: list[dict[str, Any]] = []
         self.gate = RequestGate()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd = _QuietServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -181,6 +197,19 @@ def _peer_alive(sock: socket.socket) -> bool:
         return sock.recv(1, socket.MSG_PEEK) != b""
     except OSError:
         return False
+def stream_events(body: dict[str, Any], reply: dict[str, Any], number: int, chunk_chars: int) -> list[dict[str, Any]]:
+    """The chat.completion.chunk events of one streamed reply (content only; usage last if asked for)."""
+    full = completion_body(body, reply, number)
+    content = reply.get("content") or ""
+    base = {"id": full["id"], "object": "chat.completion.chunk", "created": full["created"], "model": full["model"]}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    for start in range(0, len(content), max(1, chunk_chars)):
+        piece = content[start:start + chunk_chars]
+        events.append({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({**base, "choices": [], "usage": full["usage"]})
+    return events
 
 
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
@@ -223,7 +252,31 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if number < server.fail_first:
                 self._send(server.fail_status, {"error": {"message": f"injected failure {number + 1}/{server.fail_first}"}})
                 return
-            self._send(200, completion_body(body, server.choose_reply(body), number))
+            if body.get("stream"):
+                self._stream(stream_events(body, server.choose_reply(body), number, server.stream_chunk_chars), number)
+            else:
+                self._send(200, completion_body(body, server.choose_reply(body), number))
+
+        def _stream(self, events: list[dict[str, Any]], number: int) -> None:
+            """Server-sent events in chunked transfer encoding; stops when the client hangs up."""
+            record = server.streams[number] = {"events": len(events) + 1, "written": 0, "client_closed": False}
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for event in [*(f"data: {json.dumps(e)}\n\n" for e in events), "data: [DONE]\n\n"]:
+                    data = event.encode("utf-8")
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    record["written"] += 1
+                    if server.stream_delay_s:
+                        time.sleep(server.stream_delay_s)
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                record["client_closed"] = True
+                self.close_connection = True
 
     return Handler
 

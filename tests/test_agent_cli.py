@@ -49,23 +49,25 @@ def test_oracle_rollouts_differ_by_seed(cli, tmp_path):
     assert len(plans) > 1
 
 
+GARBAGE = [
+    "I think the bug is in gcd.",
+    'Sure! Here is my call: {"type":"tool_call","name":"list_files","args":{}}',
+    '```json\n{"type":"final","summary":"x"}\n```',
+    '{"type":"tool_call","name":"run_tests","args":{}}',
+    '{"type":"tool_call","name":"read_file","args":{"rel_path":3}}',
+    '{"type":"tool_call","name":"read_file","args":{"rel_path":"../../../etc/passwd"}}',
+    '{"type":"tool_call","name":"write_file","args":{"rel_path":"/tmp/evil.py","content":"x"}}',
+    '{"type":"tool_call","name":"write_file","args":{"rel_path":"../correct_python_programs/gcd.py","content":"x"}}',
+    "[1,2,3]",
+    "",
+    "never reached",
+]
+
+
 def test_garbage_is_classified_refused_and_budgeted(cli, tmp_path):
     before = tree_digest(BUNDLED_ROOT)
-    replies = [
-        "I think the bug is in gcd.",
-        'Sure! Here is my call: {"type":"tool_call","name":"list_files","args":{}}',
-        '```json\n{"type":"final","summary":"x"}\n```',
-        '{"type":"tool_call","name":"run_tests","args":{}}',
-        '{"type":"tool_call","name":"read_file","args":{"rel_path":3}}',
-        '{"type":"tool_call","name":"read_file","args":{"rel_path":"../../../etc/passwd"}}',
-        '{"type":"tool_call","name":"write_file","args":{"rel_path":"/tmp/evil.py","content":"x"}}',
-        '{"type":"tool_call","name":"write_file","args":{"rel_path":"../correct_python_programs/gcd.py","content":"x"}}',
-        "[1,2,3]",
-        "",
-        "never reached",
-    ]
-    trace = run_cli(cli, tmp_path, "gcd", "--llm-provider", "scripted", "--model", write_script(tmp_path, replies),
-                    "--max-iters", "10")
+    trace = run_cli(cli, tmp_path, "gcd", "--llm-provider", "scripted", "--model", write_script(tmp_path, GARBAGE),
+                    "--max-iters", "10", "--no-early-stop")
     kinds = [(s["parse_error"] or {}).get("kind") for s in trace["steps"]]
     assert kinds == ["invalid_json", "extra_text", "extra_text", "unknown_tool", "bad_args", None, None, None,
                      "not_object", "empty"]
@@ -131,7 +133,7 @@ def test_hanging_task_is_cut_and_secrets_stay_out(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdefghijklmnop")
     leak = 'I will use sk-live-abcdefghijklmnop now'
     script = write_script(tmp_path, [leak, '{"type":"final","summary":"gave up"}'])
-    trace = run_cli(cli, tmp_path, "bitcount", "--llm-provider", "scripted", "--model", script)
+    trace = run_cli(cli, tmp_path, "bitcount", "--llm-provider", "scripted", "--model", script, "--no-early-stop")
     assert not trace["metrics"]["passed"] and trace["verdict"]["timeouts"] >= 1
     text = next((tmp_path / "traces").glob("*.json")).read_text()
     assert "sk-live-abcdefghijklmnop" not in text and "[redacted]" in text

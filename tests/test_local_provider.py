@@ -24,18 +24,20 @@ def learned_adapter(tiny_llama, tmp_path_factory):
 
 
 def _model(model, adapter=None, seed=0, **sampling):
+    """Free decoding (no early stop): these tests pin token limits, batching and sampling on whole
+    replies; early stop has its own tests (test_early_stop.py)."""
     from repo_agent.models.base import ProviderConfig, Sampling
     from repo_agent.models.local_hf import LocalModel
 
     config = ProviderConfig(provider="local", model=str(model), adapter=str(adapter) if adapter else None,
-                            sampling=Sampling(**{"max_tokens": 40, **sampling}))
+                            sampling=Sampling(**{"max_tokens": 40, **sampling}), early_stop=False)
     return LocalModel(config, seed=seed)
 
 
 # -- the stop rule, pure ----------------------------------------------------------------------------------
 
 def _complete_after(text: str) -> int | None:
-    from repo_agent.models.local_hf import JsonObjectScanner
+    from repo_agent.protocol_prefix import JsonObjectScanner
 
     scanner = JsonObjectScanner()
     for index, char in enumerate(text):

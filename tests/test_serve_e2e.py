@@ -75,23 +75,39 @@ def served_smollm2(tmp_path_factory):
         log.close()
 
 
-@pytest.mark.timeout(START_DEADLINE_S + RUN_DEADLINE_S + 60)  # a hang guard, far above any slow run
-def test_run_episode_against_transformers_serve(served_smollm2, tmp_path):
-    folder, port = served_smollm2
-    trace_dir = tmp_path / "run"
+def _episode(folder, port, trace_dir, *extra) -> dict:
     result = subprocess.run(
         [str(BIN / "repo-agent"), "run", "--suite", str(BUNDLED_SUITE), "--task", "gcd", "--llm-provider", "openai",
          "--base-url", f"http://127.0.0.1:{port}/v1", "--model", str(folder), "--max-iters", "1", "--max-tokens", "8",
-         "--request-timeout", str(RUN_DEADLINE_S), "--trace-dir", str(trace_dir)],
+         "--request-timeout", str(RUN_DEADLINE_S), "--trace-dir", str(trace_dir), *extra],
         capture_output=True, text=True, cwd=REPO, timeout=RUN_DEADLINE_S + 30)
     assert result.returncode == 0, result.stderr[-2000:]
     trace = json.loads((trace_dir / "traces" / "bundled__gcd__r0.json").read_text())
     assert trace["status"] == "finished"
     assert trace["provider"] == "openai" and trace["base_url"].endswith(f":{port}/v1")
     assert trace["stop_reason"] in ("max_iters", "final"), trace.get("error")
-    step = trace["steps"][0]
-    # A real model answered through the real server: text came back and the server counted tokens.
+    return trace
+
+
+@pytest.mark.timeout(150)
+def test_run_episode_against_transformers_serve(served_smollm2, tmp_path):
+    folder, port = served_smollm2
+    step = _episode(folder, port, tmp_path / "run", "--no-early-stop")["steps"][0]
+    # A real model answered through the real (streaming) server: text came back and the server counted tokens.
     assert step["raw_output"].strip()
     assert step["prompt_tokens"] > 100 and 0 < step["completion_tokens"] <= 8
     # Untrained SmolLM2 writes prose, not protocol JSON: that is recorded as data, not a crash.
     assert (step["parse_error"] is None) == (step["action"] is not None)
+
+
+@pytest.mark.timeout(150)
+def test_a_real_server_stream_is_cut_where_the_reply_goes_dead(served_smollm2, tmp_path):
+    from repo_agent.protocol_prefix import dead_point
+
+    folder, port = served_smollm2
+    free = _episode(folder, port, tmp_path / "free", "--no-early-stop")["steps"][0]
+    early = _episode(folder, port, tmp_path / "early")["steps"][0]
+    assert isinstance(free["parse_error"], dict) and free["raw_output"].startswith(early["raw_output"])
+    assert early["stopped_early"] and early["parse_error"]["kind"] == "stopped_early"
+    assert dead_point(early["raw_output"]) is not None and len(early["raw_output"]) < len(free["raw_output"])
+    assert early["completion_tokens"] < free["completion_tokens"]

@@ -74,7 +74,8 @@ def _build(root: Path) -> dict[str, Path]:
     _cli("eval", "--suite", suite, "--trace-dir", paths["oracle"], "--rollouts", 2, "--num-workers", 2,
          "--llm-provider", "oracle", "--allow-oracle")
     _cli("eval", "--suite", suite, "--trace-dir", paths["scripted"], "--rollouts", 2, "--num-workers", 2,
-         "--llm-provider", "scripted", "--model", replies, "--loop-policy", "warn")
+         "--llm-provider", "scripted", "--model", replies, "--loop-policy", "warn",
+         "--no-early-stop")  # the whole untrusted reply must reach the page
     _cli("report", "compare", paths["scripted"], paths["oracle"], "--out", paths["compare"], "--resamples", 200)
     _make_fixture_run(paths["oracle"], paths["fixture"], bundled)
     paths["suite"] = suite

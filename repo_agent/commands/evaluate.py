@@ -113,7 +113,7 @@ def _check_honest(suite: Any, provider: Any, allow_oracle: bool, allow_train_spl
 def print_summary(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from ..evaluate.report import fmt
+    from ..evaluate.report import decoding_text, fmt
 
     o = report["overall"]
     table = Table(title=f"{report['model']} on {report['suite_id']}: {report['finished_rollouts']} rollouts, {o['tasks']} tasks")
@@ -123,7 +123,8 @@ def print_summary(report: dict[str, Any]) -> None:
                  "runs_writing_file", "loop_detections_per_run", "avg_steps", "tokens_in_per_run", "tokens_out_per_run",
                  "wall_time_s_per_run"):
         table.add_row(name, fmt(o.get(name)))
-    table.add_row("parse errors", str(o["parse_errors"]))
+    table.add_row("parse errors", str(o["parse_errors"]) + (f" ({o['stopped_early']} stopped early)" if o.get("stopped_early") else ""))
+    table.add_row("decoding", decoding_text(report.get("decoding")))
     table.add_row("stop reasons", ", ".join(f"{k} {v}" for k, v in o["stop_reasons"].items()) or "-")
     Console().print(table)
     for warning in report.get("problems", []):

@@ -76,6 +76,7 @@ class RolloutInfo:
     rollout_id: str
     passed: bool
     steps: tuple[StepInfo, ...]
+    decoding: dict[str, Any] | None = None  # the trace's decoding label (early stop, constraint), if recorded
 
     def remaining(self, k: int) -> int:
         return len(self.steps) - k
@@ -113,7 +114,7 @@ def summarize(trace: dict[str, Any], rel_path: str) -> RolloutInfo:
             break
         prefix = _hash(prefix, _canon(step.get("assistant_message")), _canon(step.get("result_message")))
     return RolloutInfo(rel_path, trace["task_id"], str(trace.get("rollout_id") or Path(rel_path).stem),
-                       rollout_passed(trace), tuple(infos))
+                       rollout_passed(trace), tuple(infos), trace.get("decoding"))
 
 
 def step_tests(step: dict[str, Any]) -> str | None:
@@ -136,10 +137,13 @@ class Side:
         return (not self.rollout.passed, self.rollout.remaining(k), self.rollout.path)
 
     def describe(self, k: int) -> dict[str, Any]:
-        return {"rollout_id": self.rollout.rollout_id, "trace": self.rollout.path, "passed": self.rollout.passed,
-                "remaining_steps": self.rollout.remaining(k), "kind": self.step.kind, "detail": self.step.detail,
-                "loop": self.step.loop, "rollouts_with_this_output": self.sharing, "tests": self.step.tests,
-                "refused": self.step.refused, "mistake": self.step.mistake}
+        described = {"rollout_id": self.rollout.rollout_id, "trace": self.rollout.path, "passed": self.rollout.passed,
+                     "remaining_steps": self.rollout.remaining(k), "kind": self.step.kind, "detail": self.step.detail,
+                     "loop": self.step.loop, "rollouts_with_this_output": self.sharing, "tests": self.step.tests,
+                     "refused": self.step.refused, "mistake": self.step.mistake}
+        if self.rollout.decoding is not None:
+            described["decoding"] = self.rollout.decoding
+        return described
 
 
 @dataclass(frozen=True)

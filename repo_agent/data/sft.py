@@ -42,6 +42,7 @@ class StepExample:
     step_index: int
     trace_path: str
     tool_name: str  # the target's tool, or "final"
+    decoding: dict[str, Any] | None = None  # the trace's decoding label (early stop, constraint), if recorded
 
     @property
     def prompt(self) -> list[dict[str, Any]]:
@@ -236,7 +237,7 @@ def trace_examples(trace: dict[str, Any], rel_path: str, options: SftOptions, st
         yield StepExample(
             messages=[*messages, target], target_index=len(messages), tools=tools, task_id=trace["task_id"],
             rollout_id=str(trace.get("rollout_id") or Path(rel_path).stem), step_index=index, trace_path=rel_path,
-            tool_name=tool_name(step),
+            tool_name=tool_name(step), decoding=trace.get("decoding"),
         )
 
 
@@ -282,9 +283,13 @@ def read_traces(trace_dir: Path, stats: DataStats, held_out: HeldOutGuard = Held
 
 
 def provenance(example: StepExample) -> dict[str, Any]:
-    """The sidecar record of one row: where its example came from."""
-    return {"task_id": example.task_id, "rollout_id": example.rollout_id, "step_index": example.step_index,
-            "trace": example.trace_path, "tool": example.tool_name}
+    """The sidecar record of one row: where its example came from, and how the rollout decoded (traces
+    written before decoding labels have none)."""
+    record = {"task_id": example.task_id, "rollout_id": example.rollout_id, "step_index": example.step_index,
+              "trace": example.trace_path, "tool": example.tool_name}
+    if example.decoding is not None:
+        record["decoding"] = example.decoding
+    return record
 
 
 def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOptions, *,

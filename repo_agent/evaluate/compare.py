@@ -116,6 +116,21 @@ def training_overlap(run: dict[str, Any]) -> list[str]:
     return sorted(trained & set(run["task_ids"]))
 
 
+def decoding_warnings(baseline: dict[str, Any] | None, candidate: dict[str, Any] | None) -> list[str]:
+    """What a difference in decoding (constraint, early stop) does to the comparison, in words."""
+    from .report import decoding_text
+
+    if baseline is None or candidate is None or baseline == candidate:
+        return []
+    said = f"the runs decoded differently (baseline: {decoding_text(baseline)}; candidate: {decoding_text(candidate)})"
+    constraints = [{d.get("constrained") for d in run.get("mixed", [run])} for run in (baseline, candidate)]
+    if constraints[0] != constraints[1]:
+        return [f"{said}: constrained decoding cannot emit most malformed replies, so parse-error rates, pass rates "
+                "and everything downstream measure different things; compare constrained runs with constrained runs"]
+    return [f"{said}: early stop cuts unparseable replies short, so tokens, wall time and the prompts of later "
+            "steps differ by construction (which steps are parse errors does not)"]
+
+
 def verdict_text(test: McNemar, low: float | None, high: float | None) -> str:
     """A plain-language reading of the pass-rate comparison."""
     if smallest_possible_p(test.tasks) >= ALPHA:
@@ -179,11 +194,12 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
     for role, run in (("baseline", baseline), ("candidate", candidate)):
         if run.get("reference_ceiling"):
             warnings.append(f"the {role} is the oracle, which knows the reference fixes: a reference ceiling, not a model")
+    warnings += decoding_warnings(baseline.get("decoding"), candidate.get("decoding"))
     return {
         "suite_id": baseline["suite_id"],
         "tasks": len(task_ids),
-        "baseline": {k: baseline.get(k) for k in ("path", "label")},
-        "candidate": {k: candidate.get(k) for k in ("path", "label")},
+        "baseline": {k: baseline.get(k) for k in ("path", "label", "decoding")},
+        "candidate": {k: candidate.get(k) for k in ("path", "label", "decoding")},
         "method": {
             "interval": f"paired bootstrap over tasks, percentile {CONFIDENCE:.0%} interval",
             "resamples": resamples, "seed": seed,

@@ -54,6 +54,7 @@ class Outcome:
     outcome: str = "failed"  # the sealed verdict: passed | failed | tests_missing | error
     refused_writes: int = 0
     tampered: bool = False
+    stopped_early: int = 0  # steps whose generation was stopped early (all of them parse errors)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class TaskTotals:
     refused_writes: int = 0
     runs_tampering: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
+    stopped_early: int = 0
     stop_reasons: dict[str, int] = field(default_factory=dict)
     outcomes: list[bool] = field(default_factory=list)  # pass/fail by rollout index order
 
@@ -91,6 +93,7 @@ class TaskTotals:
         self.refused_writes += outcome.refused_writes
         self.runs_tampering += outcome.tampered
         self.verdicts[outcome.outcome] = self.verdicts.get(outcome.outcome, 0) + 1
+        self.stopped_early += outcome.stopped_early
         self.stop_reasons[outcome.stop_reason] = self.stop_reasons.get(outcome.stop_reason, 0) + 1
 
 
@@ -127,6 +130,7 @@ def outcome_from_trace(trace: dict[str, Any]) -> Outcome:
         tokens_out=sum(_count(s.get("completion_tokens")) for s in steps),
         wall_time_s=_seconds(metrics.get("wall_time_s")),
         model_time_s=sum(_seconds(s.get("latency_s")) for s in steps),
+        stopped_early=sum(1 for s in steps if s.get("stopped_early")),
     )
 
 
@@ -210,6 +214,7 @@ def summarize_totals(totals: Iterable[TaskTotals]) -> dict[str, Any]:
         "tokens_out": sum(t.tokens_out for t in items),
         "wall_time_s": round(sum(t.wall_time_s for t in items), 3),
         "model_time_s": round(sum(t.model_time_s for t in items), 3),
+        "stopped_early": sum(t.stopped_early for t in items),
     }
     for metric in RATIO_METRICS:
         value = ratio(items, metric)

@@ -59,9 +59,12 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     outcomes = [outcome_from_trace(t) for t in traces]
     first = traces[0] if traces else {}
     provider = config.get("provider") or {}
+    decoding = run_decoding(traces)
     return {
         "path": str(run_dir),
-        "label": f"{provider.get('provider', first.get('provider', '?'))}:{provider.get('model', first.get('model', '?'))}",
+        "label": run_label(provider.get("provider", first.get("provider", "?")), provider.get("model", first.get("model", "?")),
+                           decoding),
+        "decoding": decoding,
         "config": config,
         "suite_id": suite.get("suite_id") or (suite_ids[0] if suite_ids else None),
         "task_ids": suite.get("task_ids") or sorted({o.task_id for o in outcomes}),
@@ -73,6 +76,37 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "problems": [p.reason for p in problems],
         "span_s": _span(traces),
     }
+
+
+# What traces written before decoding labels did: no early stop, no constraint.
+UNLABELLED_DECODING = {"early_stop": False, "constrained": None}
+
+
+def run_decoding(traces: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The decoding shared by a run's traces (None without traces); {"mixed": [...]} if they differ."""
+    seen: dict[str, dict[str, Any]] = {}
+    for trace in traces:
+        record = trace.get("decoding") if isinstance(trace.get("decoding"), dict) else UNLABELLED_DECODING
+        seen.setdefault(json.dumps(record, sort_keys=True), record)
+    if not seen:
+        return None
+    return next(iter(seen.values())) if len(seen) == 1 else {"mixed": [seen[k] for k in sorted(seen)]}
+
+
+def decoding_text(decoding: dict[str, Any] | None) -> str:
+    """How a run decoded, in words: 'constrained (json), early stop on'."""
+    if not decoding:
+        return "unknown (no traces)"
+    if "mixed" in decoding:
+        return "mixed: " + "; ".join(decoding_text(d) for d in decoding["mixed"])
+    constraint = f"constrained ({decoding['constrained']})" if decoding.get("constrained") else "free"
+    return f"{constraint}, early stop {'on' if decoding.get('early_stop') else 'off'}"
+
+
+def run_label(provider: str, model: str, decoding: dict[str, Any] | None) -> str:
+    """provider:model, marked when decoding was constrained (its figures are not comparable with free ones)."""
+    constrained = sorted({d.get("constrained") for d in (decoding or {}).get("mixed", [decoding or {}])} - {None})
+    return f"{provider}:{model}" + (f" [constrained {','.join(constrained)}]" if constrained else "")
 
 
 def _span(traces: list[dict[str, Any]]) -> float | None:
@@ -92,6 +126,7 @@ def build_report(run: dict[str, Any]) -> dict[str, Any]:
         "model": run["label"],
         "provider": config.get("provider"),
         "agent": config.get("agent"),
+        "decoding": run["decoding"],
         "rollouts_per_task": config.get("rollouts"),
         "seed": config.get("seed"),
         "expected_rollouts": expected,
@@ -136,6 +171,9 @@ def render_report_markdown(report: dict[str, Any]) -> str:
     out = [f"# Evaluation: {report['model']} on {report['suite_id']}", ""]
     done = f"{report['finished_rollouts']}" + (f" of {report['expected_rollouts']}" if report["expected_rollouts"] else "")
     out.append(f"{o['tasks']} tasks, {done} rollouts finished; run directory `{report['run_dir']}`.")
+    out.append(f"\nDecoding: {decoding_text(report.get('decoding'))}."
+               + (" Constrained decoding cannot emit most malformed replies, so its pass and parse-error rates are "
+                  "not comparable with free decoding." if "[constrained" in report["model"] else ""))
     if report["expected_rollouts"] and report["finished_rollouts"] < report["expected_rollouts"]:
         out.append("\n**The run is incomplete**: re-run the same command to finish it.")
     if report.get("reference_ceiling"):
@@ -152,6 +190,7 @@ def render_report_markdown(report: dict[str, Any]) -> str:
               "sealed verdicts: passed / failed / tests_missing (tests vanished) / error (run broke or was tampered with)"],
              ["refused writes (count)", o.get("refused_writes", 0), "writes to tests, test data, config or new files; refused"],
              ["parse errors (count)", o["parse_errors"], "all rollouts"],
+             ["stopped early (count)", o.get("stopped_early", 0), "parse errors whose generation was cut once they could no longer parse"],
              ["loop detections (count)", o["loop_detections"], "all rollouts"],
              ["tokens in / out", f"{o['tokens_in']} / {o['tokens_out']}", "all rollouts"],
              ["rollout wall time (s)", o["wall_time_s"], "sum over rollouts"],

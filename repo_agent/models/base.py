@@ -25,6 +25,7 @@ class ModelReply:
     error: str | None = None  # set when the provider gave up: the episode records it and stops
     finish_reason: str | None = None
     mistake: bool = False  # a teacher's deliberate wrong fix: the step is marked and never a training target
+    stopped_early: bool = False  # generation stopped because the reply could no longer become a valid action
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,26 @@ class ProviderConfig:
     adapter: str | None = None  # local provider: PEFT adapter folder
     script: str | None = None  # scripted provider: JSON/JSONL file of replies
     teacher: TeacherOptions | None = None  # None: no mistakes, no branching (older run configs lack it)
+    early_stop: bool = True  # stop a JSON-protocol reply once it cannot parse (protocol_prefix.py)
+    constrained: str | None = None  # None, or "json": decode under the JSON schema of the action union
 
 
 PROVIDERS = ("scripted", "oracle", "openai", "together", "local")
+CONSTRAINED_MODES = ("json",)
+# Who can stop a reply early (local generation, streamed OpenAI-compatible replies, replayed scripts;
+# the oracle only writes valid actions, so the flag holds for it trivially; Together's replies are not
+# streamed) and who can constrain decoding (a grammar locally, `response_format` for a server).
+EARLY_STOP_PROVIDERS = ("local", "openai", "scripted", "oracle")
+CONSTRAINED_PROVIDERS = ("local", "openai")
+
+
+def decoding_record(config: ProviderConfig, tool_protocol: str) -> dict[str, Any]:
+    """What a trace records as its `decoding`: whether replies could be stopped early and under which
+    constraint they were decoded. Both apply to the JSON protocol only, and only where the provider
+    can do them (Together replies are never stopped early)."""
+    json_protocol = tool_protocol == "json"
+    return {"early_stop": bool(config.early_stop and json_protocol and config.provider in EARLY_STOP_PROVIDERS),
+            "constrained": config.constrained if json_protocol else None}
 
 
 def build_model(config: ProviderConfig, *, suite: Suite, task: TaskSpec, seed: int, fork_of: int | None = None) -> Model:
@@ -83,7 +101,7 @@ def build_model(config: ProviderConfig, *, suite: Suite, task: TaskSpec, seed: i
     if config.provider == "scripted":
         from .scripted import ScriptedModel
 
-        return ScriptedModel.from_file(config.script) if config.script else ScriptedModel.from_name(config.model, suite, task)
+        return ScriptedModel.from_name(config.script or config.model, early_stop=config.early_stop)
     if config.provider == "oracle":
         from .oracle import OracleModel
 

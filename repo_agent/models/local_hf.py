@@ -5,10 +5,13 @@ One loaded model is shared by every rollout of the process (cached by model fold
 arrive within a short window into ONE batched `generate` (left padding), so 8 concurrent rollouts cost
 little more than one on a CPU, where decoding is bound by reading the weights, not by arithmetic.
 
-Each reply stops as soon as its first JSON object is complete (brace depth tracked outside strings),
-at an end-of-turn token, or at `max_tokens`. Sampling uses the Gumbel-max trick with one random
-generator per request, so a sampled reply depends on (seed, call number) only, never on which other
-requests happened to share its batch; temperature 0 is greedy.
+Each reply stops at the end of its first complete JSON object, at an end-of-turn token, at
+`max_tokens`, or, with early stop (JSON protocol), as soon as it can no longer become a valid action;
+with `constrained="json"` it decodes under a grammar of the action union (local_decoding.py). A row
+that stops leaves the batch at once: its caller gets the reply while the other rows go on (generate
+still computes the finished row as padding until the batch ends). Sampling uses the Gumbel-max trick
+with one random generator per request, so a sampled reply depends on (seed, call number) only, never
+on which other requests happened to share its batch; temperature 0 is greedy.
 """
 
 from __future__ import annotations
@@ -20,132 +23,16 @@ import re
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ModelReply, ProviderConfig
+from .local_decoding import (GenerationRequest, GenerationResult, RowWatch, grammar_mask, seeded_sampler,
+                             stopping_criteria)
 
 DEFAULT_BATCH_WINDOW_S = 0.05  # how long the worker waits for company once a request arrived
 DEFAULT_MAX_BATCH = 16
 PREFIX_MIN_TOKENS = 64  # shorter shared prefixes are not worth a cache entry
 PREFIX_CACHE_ENTRIES = 4
-
-
-@dataclass
-class GenerationRequest:
-    prompt_ids: list[int]
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    future: Future = field(default_factory=Future)
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # stop (JSON complete or end of turn) | length
-    batch_size: int
-
-
-class JsonObjectScanner:
-    """Follows generated text character by character; `complete` once the first top-level JSON object
-    closes. Quotes only count inside the object, so prose like "don't" before it cannot confuse it."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.in_string = False
-        self.escaped = False
-        self.complete = False
-
-    def feed(self, text: str) -> bool:
-        for char in text:
-            if self.complete:
-                break
-            if self.depth == 0:
-                if char == "{":
-                    self.depth = 1
-            elif self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif char == "\\":
-                    self.escaped = True
-                elif char == '"':
-                    self.in_string = False
-            elif char == '"':
-                self.in_string = True
-            elif char == "{":
-                self.depth += 1
-            elif char == "}":
-                self.depth -= 1
-                self.complete = self.depth == 0
-        return self.complete
-
-
-def _stopping_criteria(tokenizer: Any, limits: list[int], prompt_len: int) -> Any:
-    import torch
-    from transformers import StoppingCriteria
-
-    class JsonComplete(StoppingCriteria):
-        """Per row: done when its JSON object closed or its own token limit is reached. Records the
-        length at which each row finished so padding after it is not counted or decoded."""
-
-        def __init__(self) -> None:
-            self.scanners = [JsonObjectScanner() for _ in limits]
-            self.finished_at: list[int | None] = [None] * len(limits)
-            self.pieces: dict[int, str] = {}
-
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            generated = input_ids.shape[1] - prompt_len
-            done = []
-            for row, scanner in enumerate(self.scanners):
-                if self.finished_at[row] is None:
-                    token = int(input_ids[row, -1])
-                    if token not in self.pieces:
-                        self.pieces[token] = tokenizer.decode([token])
-                    if scanner.feed(self.pieces[token]) or generated >= limits[row]:
-                        self.finished_at[row] = generated
-                done.append(self.finished_at[row] is not None)
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return JsonComplete()
-
-
-def _seeded_sampler(requests: list[GenerationRequest], device: Any) -> Any:
-    import torch
-    from transformers import LogitsProcessor
-
-    class GumbelSampler(LogitsProcessor):
-        """Turns greedy decoding into sampling for rows with temperature > 0: argmax(logits/T + Gumbel
-        noise) is a sample of softmax(logits/T). Top-p removes the tail first."""
-
-        def __init__(self) -> None:
-            self.generators = []
-            for request in requests:
-                generator = torch.Generator(device=device)
-                generator.manual_seed(request.seed)
-                self.generators.append(generator)
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            scores = scores.clone()
-            for row, request in enumerate(requests):
-                if request.temperature <= 0:
-                    continue
-                logits = scores[row].float() / request.temperature
-                if request.top_p < 1.0:
-                    ordered, order = torch.sort(logits, descending=True)
-                    cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-                    drop = cumulative - torch.softmax(ordered, dim=-1) >= request.top_p  # keep the token that crosses top_p
-                    logits[order[drop]] = float("-inf")
-                uniform = torch.rand(logits.shape, generator=self.generators[row], device=logits.device)
-                exponential = torch.log(uniform.clamp_min(1e-20)).neg().clamp_min(1e-20)
-                gumbel = torch.log(exponential).neg()
-                scores[row] = (logits + gumbel).to(scores.dtype)
-            return scores
-
-    return GumbelSampler()
 
 
 class BatchingEngine:
@@ -161,6 +48,9 @@ class BatchingEngine:
         self.window_s = window_s
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []  # one entry per generate call: what batching achieved
+        self._grammar_compiler: Any = None
+        self._grammars: dict[str, Any] = {}  # JSON schema text -> compiled grammar
+        self._control_tokens: Any = None  # token ids holding a control character (never valid in compact JSON)
         # A fast tokenizer is not safe to use from several threads at once (its Rust core raises
         # "Already borrowed" when encode settings change mid-decode), so every use takes this lock.
         self.tokenizer_lock = threading.Lock()
@@ -180,13 +70,15 @@ class BatchingEngine:
         while True:
             batch = self._gather()
             try:
-                results = self.generate(batch)
+                results = self.generate(batch, answer_early=True)
             except Exception as exc:  # one bad batch must not kill the worker or hang the callers
                 for request in batch:
-                    request.future.set_exception(exc)
+                    if not request.future.done():
+                        request.future.set_exception(exc)
                 continue
             for request, result in zip(batch, results):
-                request.future.set_result(result)
+                if not request.future.done():  # rows that stopped early were answered already
+                    request.future.set_result(result)
 
     def _gather(self) -> list[GenerationRequest]:
         batch = [self._queue.get()]
@@ -199,9 +91,30 @@ class BatchingEngine:
                 break
         return batch
 
-    def generate(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
+    def generate(self, batch: list[GenerationRequest], answer_early: bool = False) -> list[GenerationResult]:
+        """One batched generate. `answer_early`: resolve each request's future as soon as its row stops."""
         with self.tokenizer_lock:
-            return self._generate(batch)
+            return self._generate(batch, answer_early)
+
+    def _compiled_grammar(self, schema: str) -> Any:
+        """The xgrammar grammar of a JSON schema for this tokenizer, compiled once per schema."""
+        if schema not in self._grammars:
+            import xgrammar as xgr
+
+            if self._grammar_compiler is None:
+                import torch
+
+                stop_ids = _end_of_turn_ids(self.model, self.tokenizer)
+                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size,
+                                                          stop_token_ids=stop_ids)
+                self._grammar_compiler = xgr.GrammarCompiler(info)
+                self._control_tokens = torch.tensor(
+                    [i for i, text in enumerate(info.decoded_vocab) if i not in stop_ids and any(b < 0x20 for b in text)],
+                    dtype=torch.long)
+            # compact separators: the grammar's output is the canonical rendering (protocol.render_action)
+            self._grammars[schema] = self._grammar_compiler.compile_json_schema(
+                schema, any_whitespace=False, separators=(",", ":"))
+        return self._grammars[schema]
 
     def _shared_prefix(self, batch: list[GenerationRequest]) -> tuple[int, ...]:
         """The token prefix every prompt of the batch shares with each other and with the previous
@@ -251,39 +164,34 @@ class BatchingEngine:
             cache.batch_repeat_interleave(len(batch))
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device), cache
 
-    def _generate(self, batch: list[GenerationRequest]) -> list[GenerationResult]:
+    def _generate(self, batch: list[GenerationRequest], answer_early: bool) -> list[GenerationResult]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         tokenizer, model = self.tokenizer, self.model
         input_ids, attention_mask, cache = self._inputs(batch)
-        prompt_len = input_ids.shape[1]
-        limits = [r.max_new_tokens for r in batch]
-        stop = _stopping_criteria(tokenizer, limits, prompt_len)
-        processors = LogitsProcessorList()
-        if any(r.temperature > 0 for r in batch):
-            processors.append(_seeded_sampler(batch, model.device))
         eos_ids = _end_of_turn_ids(model, tokenizer)
-        config = GenerationConfig(max_new_tokens=max(limits), do_sample=False, num_beams=1, repetition_penalty=1.0,
-                                  eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+        watches = [RowWatch(request) for request in batch]
+
+        def answer(row: int) -> None:
+            if answer_early and not batch[row].future.done():
+                batch[row].future.set_result(watches[row].result(tokenizer, len(batch)))
+
+        stop = stopping_criteria(tokenizer, watches, eos_ids, answer)
+        processors = LogitsProcessorList()
+        if any(r.schema for r in batch):  # the mask goes first: sampling then only sees allowed tokens
+            grammars = [self._compiled_grammar(r.schema) if r.schema else None for r in batch]
+            processors.append(grammar_mask(grammars, watches, model.config.vocab_size, self._control_tokens))
+        if any(r.temperature > 0 for r in batch):
+            processors.append(seeded_sampler(batch, model.device))
+        config = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in batch), do_sample=False, num_beams=1,
+                                  repetition_penalty=1.0, eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id)
+        self.batch_sizes.append(len(batch))  # before generating: a row answered early may be read at once
         with torch.inference_mode():
-            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                    past_key_values=cache, logits_processor=processors,
-                                    stopping_criteria=StoppingCriteriaList([stop]))
-        self.batch_sizes.append(len(batch))
-        results = []
-        for row, request in enumerate(batch):
-            tokens = output[row, prompt_len:].tolist()
-            length = stop.finished_at[row] if stop.finished_at[row] is not None else len(tokens)
-            tokens = tokens[:length]
-            ended = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
-            if ended is not None:
-                tokens = tokens[: ended + 1]
-            json_done = stop.scanners[row].complete
-            finish = "stop" if json_done or ended is not None else "length"
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            results.append(GenerationResult(text, len(request.prompt_ids), len(tokens), finish, len(batch)))
-        return results
+            model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                           past_key_values=cache, logits_processor=processors,
+                           stopping_criteria=StoppingCriteriaList([stop]))
+        return [watch.result(tokenizer, len(batch)) for watch in watches]
 
 
 def _end_of_turn_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -325,12 +233,19 @@ def _quiet_loading() -> None:
 
 
 class LocalModel:
-    """One rollout's view of the shared engine. Call k of a rollout samples with seed (seed, k)."""
+    """One rollout's view of the shared engine. Call k of a rollout samples with seed (seed, k).
 
-    def __init__(self, config: ProviderConfig, seed: int):
+    JSON-protocol replies (no `tools`) may stop early and, with `constrained="json"`, decode under the
+    schema of the action union over `tool_schemas` (default: the protocol's four tools)."""
+
+    def __init__(self, config: ProviderConfig, seed: int, tool_schemas: dict[str, Any] | None = None):
+        from ..protocol import TOOL_SCHEMAS, action_json_schema
+
         self.config = config
         self.seed = seed
         self.calls = 0
+        self.schema = (json.dumps(action_json_schema(tool_schemas or TOOL_SCHEMAS), sort_keys=False)
+                       if config.constrained == "json" else None)
         self.engine = get_engine(config.model, config.adapter)
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
@@ -345,15 +260,19 @@ class LocalModel:
             return ModelReply(content="", prompt_tokens=len(prompt_ids), latency_s=time.monotonic() - started,
                               error=f"prompt of {len(prompt_ids)} tokens exceeds the model's context of {limit} tokens")
         max_new = min(sampling.max_tokens, limit - len(prompt_ids)) if limit else sampling.max_tokens
+        json_protocol = not tools
         request = GenerationRequest(prompt_ids, max_new, sampling.temperature, sampling.top_p,
-                                    seed=(self.seed * 1_000_003 + self.calls) % (2**63))
+                                    seed=(self.seed * 1_000_003 + self.calls) % (2**63),
+                                    early_stop=self.config.early_stop and json_protocol,
+                                    schema=self.schema if json_protocol else None)
         self.calls += 1
         try:
             result: GenerationResult = self.engine.submit(request).result()
         except Exception as exc:
             return ModelReply(content="", latency_s=time.monotonic() - started, error=f"local generation failed: {type(exc).__name__}: {exc}")
         reply = ModelReply(content=result.text, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                           latency_s=time.monotonic() - started, finish_reason=result.finish_reason)
+                           latency_s=time.monotonic() - started, finish_reason=result.finish_reason,
+                           stopped_early=result.finish_reason == "early_stop")
         if tools:
             reply.tool_calls = parse_text_tool_calls(result.text)
         return reply

@@ -1,6 +1,13 @@
 """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, SGLang, llama.cpp, Ollama,
 `transformers serve`) through the `openai` SDK. Retries of 429/5xx/timeouts/dropped connections are the
 SDK's own (exponential backoff, bounded by `max_retries`); a final failure becomes `ModelReply.error`.
+
+JSON-protocol replies are streamed (`stream=True`) so that the stream can be closed as soon as the
+reply is decided (protocol_prefix.ReplyStop): at the end of its first complete JSON object (one action
+per reply) or, with early stop, when it can no longer become a valid action. Closing the stream drops
+the connection, which vLLM, SGLang and llama.cpp's server take as the request being cancelled. With
+`constrained="json"` the request carries `response_format` with the JSON schema of the action union.
+Native-protocol replies (function calling) are not streamed.
 """
 
 from __future__ import annotations
@@ -41,7 +48,82 @@ class OpenAIModel:
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
         import openai
 
-        return chat_reply(self.client, self.config, self.seed, messages, tools, openai.APIError)
+        if tools:
+            return chat_reply(self.client, self.config, self.seed, messages, tools, openai.APIError)
+        return streamed_reply(self.client, self.config, self.seed, messages, openai.APIError)
+
+
+def response_format(constrained: str | None, tool_schemas: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The `response_format` of a constrained JSON-protocol request (OpenAI's json_schema shape, which
+    vLLM, SGLang and llama.cpp's server accept), or None for free decoding."""
+    if constrained != "json":
+        return None
+    from ..protocol import TOOL_SCHEMAS, action_json_schema
+
+    return {"type": "json_schema",
+            "json_schema": {"name": "repo_agent_action", "schema": action_json_schema(tool_schemas or TOOL_SCHEMAS)}}
+
+
+def streamed_reply(client: Any, config: ProviderConfig, seed: int, messages: list[dict[str, Any]],
+                   api_error: type[Exception]) -> ModelReply:
+    """One streamed JSON-protocol reply, closed as soon as ReplyStop decides it.
+
+    Usage comes in the stream's last chunk (`stream_options.include_usage`); a reply closed before it
+    has no prompt-token count (None) and counts one completion token per content chunk received,
+    which is what token-by-token servers send. A server that ignores `stream` and answers with one
+    JSON body is read as a plain completion."""
+    from ..protocol_prefix import STOP_DEAD, ReplyStop
+
+    sampling = config.sampling
+    kwargs: dict[str, Any] = dict(model=config.model, messages=messages, temperature=sampling.temperature,
+                                  top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed, stream=True,
+                                  stream_options={"include_usage": True})
+    schema_format = response_format(config.constrained)
+    if schema_format:
+        kwargs["response_format"] = schema_format
+    started = time.monotonic()
+    stop = ReplyStop(config.early_stop)
+    pieces: list[str] = []
+    chunks, usage, finish = 0, None, None
+    try:
+        stream = client.chat.completions.create(**kwargs)
+        try:
+            if "text/event-stream" not in stream.response.headers.get("content-type", "text/event-stream"):
+                return _unstreamed(stream.response, time.monotonic() - started)
+            for chunk in stream:
+                usage = getattr(chunk, "usage", None) or usage
+                choice = chunk.choices[0] if chunk.choices else None
+                text = (choice.delta.content if choice is not None and choice.delta is not None else None) or ""
+                if text:
+                    if stop.reason is not None:  # the action is complete: what follows is not part of it
+                        break
+                    pieces.append(text)
+                    chunks += 1
+                    if stop.feed(text) == STOP_DEAD:
+                        finish = "early_stop"
+                        break
+                if choice is not None and choice.finish_reason:
+                    finish = choice.finish_reason
+        finally:
+            stream.close()
+    except api_error as exc:
+        return ModelReply(content="", latency_s=time.monotonic() - started, error=describe_api_error(exc))
+    if stop.reason is not None and finish is None:
+        finish = "stop"
+    return ModelReply(content="".join(pieces), prompt_tokens=getattr(usage, "prompt_tokens", None),
+                      completion_tokens=getattr(usage, "completion_tokens", None) if usage else chunks,
+                      latency_s=time.monotonic() - started, finish_reason=finish, stopped_early=finish == "early_stop")
+
+
+def _unstreamed(response: Any, latency_s: float) -> ModelReply:
+    from openai.types.chat import ChatCompletion
+
+    try:
+        response.read()
+        completion = ChatCompletion.model_validate(response.json())
+    except Exception as exc:  # a body that is neither a stream nor a completion: data, not a crash
+        return ModelReply(content="", latency_s=latency_s, error=f"unreadable completion: {type(exc).__name__}: {exc}")
+    return reply_from_openai(completion, latency_s)
 
 
 def chat_reply(client: Any, config: ProviderConfig, seed: int, messages: list[dict[str, Any]],
