@@ -1,4 +1,9 @@
-"""The agent loop: one episode of one model on one task, recorded step by step in a trace."""
+"""The agent loop: one episode of one model on one task, recorded step by step in a trace.
+
+The loop knows the protocol (parse a reply, answer with a [tool_result]), the limits and the test
+policy; everything about the task (its workspace, tools, sandbox and the sealed verdict) belongs to the
+environment, which the loop only asks to execute parsed actions and to judge the result.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,18 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import protocol as P
+from .environments import Environment, open_environment
 from .loops import LoopDetector
 from .models.base import Model, ModelReply
-from .prompts import PROMPT_VERSION, goal_message, system_prompt
+from .prompts import goal_message
 from .suites.rules import REFUSED_PROTECTED
 from .suites.task import Suite, TaskSpec
-from .testrun import TestReport, verdict_outcome
-from .tools import run_tool
+from .testrun import verdict_outcome
+from .toolsets import toolset_named
 from .traces import TraceWriter, new_trace
-from .workspace import TaskWorkspace
 
 TEST_POLICIES = ("never", "on_write", "final")
 LOOP_POLICIES = ("warn", "stop", "off")
@@ -32,40 +37,43 @@ class AgentConfig:
     loop_policy: str = "warn"  # warn | stop | off
     loop_window: int = 6
     verdict_fail_fast: bool = True  # the final verdict may stop at the first failing test
-    sandbox: str = "auto"  # auto | bwrap | none: how test runs are contained (sandbox.py)
+    sandbox: str = "auto"  # auto | bwrap | none: how test runs (and bash commands) are contained
+    toolset: str = "files"  # files | edit | bash (toolsets.py)
 
 
-def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, trace_path: Path, **meta: Any) -> dict[str, Any]:
-    """Run one rollout; never raises for model or tool failures. Returns the finished trace."""
+def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, trace_path: Path, *,
+                open_env: Callable[..., Environment] = open_environment, **meta: Any) -> dict[str, Any]:
+    """Run one rollout; never raises for model or tool failures. Returns the finished trace.
+    `open_env(suite, task, toolset, sandbox)` makes the environment (another implementation, or a
+    wrapper that measures one, plugs in here)."""
     native = config.tool_protocol == "native"
-    tools = P.openai_tools() if native else None
-    prompt = [
-        {"role": "system", "content": system_prompt(config.tool_protocol)},
-        {"role": "user", "content": goal_message(task.goal)},
-    ]
+    toolset = toolset_named(config.toolset)
+    tools = toolset.openai_tools() if native else None
+    prompt = [{"role": "system", "content": toolset.system_prompt(config.tool_protocol)},
+              {"role": "user", "content": goal_message(task.goal)}]
     writer = TraceWriter(trace_path, new_trace(
-        task_id=task.task_id, suite_id=suite.suite_id, split=task.split, prompt_version=PROMPT_VERSION,
-        agent_config=asdict(config), tools=tools, prompt_messages=prompt, started_at=time.time(), **meta))
+        task_id=task.task_id, suite_id=suite.suite_id, split=task.split, toolset=toolset.name,
+        prompt_version=toolset.prompt_version, agent_config=asdict(config), tools=tools, prompt_messages=prompt,
+        started_at=time.time(), **meta))
     started = time.monotonic()
     messages = [dict(m) for m in prompt]
     loops = LoopDetector(config.loop_window)
-    stop_reason, error, report = "max_iters", None, None
+    stop_reason, error, report, env = "max_iters", None, None, None
     refused: list[dict[str, Any]] = []
     final_diff, ignored = "", []
-    env = None
     try:
-        env = TaskWorkspace.create(suite, task, config.sandbox)
+        env = open_env(suite, task, toolset.name, config.sandbox)
         dirty = True  # the workspace changed since `report` was measured
         for index in range(config.max_iters):
             reply = llm.complete(messages, tools)
             if reply.error:
                 stop_reason, error = "model_error", reply.error
                 break
-            action = P.parse_native(reply.tool_calls) if native else P.parse_action(reply.content, reply.stopped_early)
+            action = toolset.parse(reply.content, reply.tool_calls, native=native, stopped_early=reply.stopped_early)
             step = _new_step(index, reply, action, native)
             if isinstance(action, P.ParseError):
-                body = P.parse_error_feedback(action, native)
-            elif isinstance(action, P.Final):
+                body = toolset.parse_error_feedback(action, native)
+            elif toolset.ends_episode(action):
                 if config.test_policy != "final":
                     stop_reason = "final"
                     writer.add_step(step)
@@ -78,12 +86,13 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
                     break
                 body = step["test_snippet"]
             else:
-                outcome = run_tool(env.root, action.name, action.args, guard=env.refusal)
+                outcome = env.execute(action)
                 step["tool_ok"], body = outcome.ok, outcome.text
                 if outcome.refused:
                     step["refused"] = outcome.refused
-                    refused.append({"step": index, "rel_path": action.args.get("rel_path"), "reason": outcome.refused})
-                if action.name == "write_file" and outcome.ok:
+                    refused += [{"step": index, "rel_path": path, "reason": outcome.refused} for path in outcome.refused_paths]
+                if outcome.changed:
+                    step["changed_files"] = list(outcome.changed)
                     dirty = True
                     if config.test_policy == "on_write":
                         report, dirty = env.run_tests(), False
@@ -91,9 +100,8 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
                         body = f"{body}\n{step['test_snippet']}"
             step["tool_output"] = body
             step["loop"] = loops.observe(_loop_key(action, reply), body)
-            if step["loop"] and config.loop_policy != "off":
-                if config.loop_policy == "warn":
-                    body = f"{body}\n{LOOP_WARNING}"
+            if step["loop"] and config.loop_policy == "warn":
+                body = f"{body}\n{LOOP_WARNING}"
             step["result_message"] = _result_message(body, step["assistant_message"], native)
             writer.add_step(step)
             messages += [step["assistant_message"], step["result_message"]]
@@ -107,11 +115,11 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
         stop_reason, error = "harness_error", traceback.format_exc(limit=8)
     finally:
         if env is not None:
-            env.cleanup()
+            env.close()
     verdict = report.to_dict() if report else None
-    tampered = sum(1 for r in refused if r["reason"] == REFUSED_PROTECTED)
     writer.finish(stop_reason=stop_reason, error=error, verdict=verdict, final_diff=final_diff,
-                  refused_writes=refused, tampered=tampered > 0, ignored_changes=ignored, finished_at=time.time(),
+                  refused_writes=refused, tampered=any(r["reason"] == REFUSED_PROTECTED for r in refused),
+                  ignored_changes=ignored, finished_at=time.time(),
                   metrics=episode_metrics(writer.trace["steps"], verdict, time.monotonic() - started))
     return writer.trace
 
@@ -179,6 +187,7 @@ def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None,
         "refused_writes": len(refused),
         "tampered": REFUSED_PROTECTED in refused,
         "wrote_file": "write_file" in tool_names,
+        "modified_files": any(s.get("changed_files") for s in steps),
         "loop_detections": sum(1 for s in steps if s.get("loop")),
         "tokens_in": sum(s.get("prompt_tokens") or 0 for s in steps),
         "tokens_out": sum(s.get("completion_tokens") or 0 for s in steps),

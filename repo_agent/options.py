@@ -37,15 +37,18 @@ ConstrainedOpt = Annotated[Optional[str], typer.Option("--constrained", help="js
 SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed; rollout k of task t gets a seed derived from (seed, t, k).")]
 MistakeRateOpt = Annotated[float, typer.Option("--oracle-mistake-rate", min=0.0, max=1.0, help="oracle: in this share of rollouts first write a plausible fix that the tests prove wrong, then recover after [TESTS FAIL] (the step is marked mistake and never a training target). Needs --test-policy on_write.")]
 BranchPairsOpt = Annotated[bool, typer.Option("--branch-pairs/--no-branch-pairs", help="Rollouts 2i and 2i+1 of a task share everything up to the first write and diverge there (oracle: one writes a proven-wrong fix, the other the right one; other providers: the follower asks its own, differently seeded model at that step), so the two writes make an exact preference pair. Needs --test-policy on_write.")]
+ToolsetOpt = Annotated[str, typer.Option("--toolset", help="files (list_files/read_file/grep/write_file, the default) | edit (those + replace_in_file and line-range reads, for large files) | bash (shell commands in the sandbox + submit).")]
 SandboxOpt = Annotated[str, typer.Option("--sandbox", help="How test runs are contained: auto (bubblewrap when it works here, else a plain warning that runs are not isolated) | bwrap (refuse to run without it) | none.")]
 
 AGENT_DEFAULTS = AgentConfig()
 SAMPLING_DEFAULTS = Sampling()
 
 
-def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_policy: str, sandbox: str = "auto") -> AgentConfig:
+def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_policy: str, sandbox: str = "auto",
+                 toolset: str = "files") -> AgentConfig:
     from .agent import LOOP_POLICIES, TEST_POLICIES
     from .sandbox import SandboxUnavailable, resolve_sandbox
+    from .toolsets import TOOLSETS
 
     if tool_protocol not in ("json", "native"):
         raise typer.BadParameter(f"--tool-protocol must be json or native, got {tool_protocol!r}")
@@ -53,12 +56,17 @@ def agent_config(tool_protocol: str, test_policy: str, max_iters: int, loop_poli
         raise typer.BadParameter(f"--test-policy must be one of {', '.join(TEST_POLICIES)}, got {test_policy!r}")
     if loop_policy not in LOOP_POLICIES:
         raise typer.BadParameter(f"--loop-policy must be one of {', '.join(LOOP_POLICIES)}, got {loop_policy!r}")
+    if toolset not in TOOLSETS:
+        raise typer.BadParameter(f"--toolset must be one of {', '.join(TOOLSETS)}, got {toolset!r}")
     try:
-        resolve_sandbox(sandbox)  # fail before any rollout starts; auto warns once when not isolated
+        box = resolve_sandbox(sandbox)  # fail before any rollout starts; auto warns once when not isolated
     except (SandboxUnavailable, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
+    if toolset == "bash" and not box.isolated and sandbox != "none":
+        raise typer.BadParameter(f"--toolset bash runs the model's shell commands and needs bubblewrap ({box.note}); "
+                                 "--sandbox none runs them unisolated, if you accept that")
     return AgentConfig(max_iters=max_iters, tool_protocol=tool_protocol, test_policy=test_policy, loop_policy=loop_policy,
-                       sandbox=sandbox)
+                       sandbox=sandbox, toolset=toolset)
 
 
 def provider_config(provider: str, model: str | None, base_url: str | None, api_key_env: str | None, temperature: float,
@@ -122,6 +130,7 @@ _AGENT_FLAG_PARAMS = (
     _flag("constrained", ConstrainedOpt, None),
     _flag("seed", SeedOpt, 0),
     _flag("sandbox", SandboxOpt, AGENT_DEFAULTS.sandbox),
+    _flag("toolset", ToolsetOpt, AGENT_DEFAULTS.toolset),
 )
 
 
@@ -139,6 +148,9 @@ def teacher_options(provider: ProviderConfig, agent: AgentConfig, mistake_rate: 
     if (mistake_rate > 0 or branch_pairs) and agent.test_policy != "on_write":
         flag = "--oracle-mistake-rate" if mistake_rate > 0 else "--branch-pairs"
         raise typer.BadParameter(f"{flag} needs --test-policy on_write: a write's outcome is what the recovery and the pairs are about")
+    if branch_pairs and agent.toolset == "bash" and provider.provider != "oracle":
+        raise typer.BadParameter("--branch-pairs forks a rollout at its first file write, which a shell command only "
+                                 "reveals after it ran: with --toolset bash only the oracle branches")
     if not mistake_rate and not branch_pairs:
         return provider
     return dataclasses.replace(provider, teacher=TeacherOptions(mistake_rate=mistake_rate, branch_pairs=branch_pairs))
@@ -156,7 +168,7 @@ def with_agent_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         v = {p.name: kwargs.pop(p.name) for p in (*_AGENT_FLAG_PARAMS, *_TEACHER_FLAG_PARAMS)}
         flags = AgentFlags(
-            agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"], v["sandbox"]),
+            agent=agent_config(v["tool_protocol"], v["test_policy"], v["max_iters"], v["loop_policy"], v["sandbox"], v["toolset"]),
             provider=provider_config(v["llm_provider"], v["model"], v["base_url"], v["api_key_env"], v["temperature"],
                                      v["top_p"], v["max_tokens"], v["request_timeout"], v["max_retries"], v["adapter"],
                                      v["early_stop"], v["constrained"], v["tool_protocol"]),

@@ -83,7 +83,16 @@ FINAL_SCHEMA: dict[str, Any] = {
 # The top-level keys of each action, in canonical order (the prefix rule in protocol_prefix.py uses them).
 ENVELOPE_KEYS: dict[str, tuple[str, ...]] = {"tool_call": ("type", "name", "args"), "final": ("type", "summary")}
 
-_ARG_VALIDATORS = {name: Draft202012Validator(spec["parameters"]) for name, spec in TOOL_SCHEMAS.items()}
+_VALIDATORS: dict[int, tuple[dict[str, Any], dict[str, Draft202012Validator]]] = {}
+
+
+def _arg_validators(schemas: dict[str, dict[str, Any]]) -> dict[str, Draft202012Validator]:
+    """Argument validators of a tool set's schemas, built once per schema table (tool sets are constants)."""
+    entry = _VALIDATORS.get(id(schemas))
+    if entry is None or entry[0] is not schemas:
+        entry = (schemas, {name: Draft202012Validator(spec["parameters"]) for name, spec in schemas.items()})
+        _VALIDATORS[id(schemas)] = entry
+    return entry[1]
 _TOOL_CALL_ENVELOPE = Draft202012Validator(
     {
         "type": "object",
@@ -156,8 +165,8 @@ def action_to_dict(action: Action) -> dict[str, Any]:
     return json.loads(render_action(action))
 
 
-def action_from_dict(obj: dict[str, Any]) -> Action:
-    result = parse_object(obj)
+def action_from_dict(obj: dict[str, Any], schemas: dict[str, dict[str, Any]] = TOOL_SCHEMAS) -> Action:
+    result = parse_object(obj, schemas)
     if isinstance(result, ParseError):
         raise ValueError(f"not a valid action ({result.kind}): {result.detail}")
     return result
@@ -176,7 +185,7 @@ def _find_embedded_object(text: str) -> Any:
     return None
 
 
-def parse_action(text: Any, stopped_early: bool = False) -> Action | ParseError:
+def parse_action(text: Any, stopped_early: bool = False, schemas: dict[str, dict[str, Any]] = TOOL_SCHEMAS) -> Action | ParseError:
     """Parse one assistant reply under the JSON protocol. Total: never raises.
 
     `stopped_early`: the provider stopped generating because the reply had gone dead (protocol_prefix);
@@ -188,12 +197,12 @@ def parse_action(text: Any, stopped_early: bool = False) -> Action | ParseError:
             dead = dead_point(text)
             if dead is not None:
                 return ParseError("stopped_early", f"generation was stopped at character {dead[0]}: {dead[1]}")
-        return _parse_action(text)
+        return _parse_action(text, schemas)
     except Exception as exc:  # defensive: a parser bug must be data, not a crash
         return ParseError("invalid_json", f"unreadable reply ({type(exc).__name__})")
 
 
-def _parse_action(text: Any) -> Action | ParseError:
+def _parse_action(text: Any, schemas: dict[str, dict[str, Any]]) -> Action | ParseError:
     if not isinstance(text, str):
         return ParseError("invalid_json", "the reply is not text")
     stripped = text.strip()
@@ -208,10 +217,10 @@ def _parse_action(text: Any) -> Action | ParseError:
                 "extra_text", "the reply holds a JSON object but also other text (prose or code fences)"
             )
         return ParseError("invalid_json", "the reply is not valid JSON")
-    return parse_object(value)
+    return parse_object(value, schemas)
 
 
-def parse_object(value: Any) -> Action | ParseError:
+def parse_object(value: Any, schemas: dict[str, dict[str, Any]] = TOOL_SCHEMAS) -> Action | ParseError:
     if not isinstance(value, dict):
         return ParseError("not_object", f"expected one JSON object, got {type(value).__name__}")
     kind = value.get("type")
@@ -223,15 +232,15 @@ def parse_object(value: Any) -> Action | ParseError:
         return ParseError("unknown_type", f'"type" must be "tool_call" or "final", got {_short(kind)}')
     if not _TOOL_CALL_ENVELOPE.is_valid(value):
         return ParseError("bad_envelope", _first_error(_TOOL_CALL_ENVELOPE, value, 'a tool_call needs exactly "type", "name" and "args"'))
-    return check_tool_call(value["name"], value["args"])
+    return check_tool_call(value["name"], value["args"], schemas)
 
 
-def check_tool_call(name: Any, args: Any) -> ToolCall | ParseError:
-    if name not in TOOL_SCHEMAS:
-        return ParseError("unknown_tool", f"unknown tool {_short(name)}; tools are {', '.join(TOOL_NAMES)}")
+def check_tool_call(name: Any, args: Any, schemas: dict[str, dict[str, Any]] = TOOL_SCHEMAS) -> ToolCall | ParseError:
+    if not isinstance(name, str) or name not in schemas:
+        return ParseError("unknown_tool", f"unknown tool {_short(name)}; tools are {', '.join(schemas)}")
     if not isinstance(args, dict):
         return ParseError("bad_args", f'"args" of {name} must be an object')
-    validator = _ARG_VALIDATORS[name]
+    validator = _arg_validators(schemas)[name]
     if not validator.is_valid(args):
         return ParseError("bad_args", _first_error(validator, args, f"invalid args for {name}"))
     return ToolCall(name=name, args=args)
@@ -251,7 +260,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_native(tool_calls: list[dict[str, Any]] | None) -> Action | ParseError:
+def parse_native(tool_calls: list[dict[str, Any]] | None, schemas: dict[str, dict[str, Any]] = TOOL_SCHEMAS) -> Action | ParseError:
     """Parse an OpenAI-style `tool_calls` list (native protocol). Total: never raises."""
     try:
         if not tool_calls:
@@ -265,11 +274,11 @@ def parse_native(tool_calls: list[dict[str, Any]] | None) -> Action | ParseError
             args = json.loads(raw_args) if isinstance(raw_args, str) else raw_args
         except (ValueError, RecursionError):
             return ParseError("bad_args", f"arguments of {_short(name)} are not valid JSON")
-        if name == "final":
+        if name == "final" and "final" not in schemas:
             if not isinstance(args, dict) or not isinstance(args.get("summary"), str):
                 return ParseError("bad_args", 'final needs {"summary": "..."}')
             return Final(summary=args["summary"])
-        return check_tool_call(name, args)
+        return check_tool_call(name, args, schemas)
     except Exception as exc:
         return ParseError("invalid_json", f"unreadable function call ({type(exc).__name__})")
 
@@ -288,30 +297,6 @@ def action_json_schema(tool_schemas: dict[str, dict[str, Any]]) -> dict[str, Any
                      "properties": {"type": {"const": "final"}, **FINAL_SCHEMA["parameters"]["properties"]},
                      "required": list(ENVELOPE_KEYS["final"]), "additionalProperties": False})
     return {"title": "repo-agent action", "anyOf": variants}
-
-
-def openai_tools() -> list[dict[str, Any]]:
-    """The four tools plus `final` as OpenAI function-calling `tools` (native protocol)."""
-    specs = {**{n: s for n, s in TOOL_SCHEMAS.items()}, "final": FINAL_SCHEMA}
-    return [
-        {"type": "function", "function": {"name": n, "description": s["description"], "parameters": s["parameters"]}}
-        for n, s in specs.items()
-    ]
-
-
-def expected_shape_hint() -> str:
-    lines = ["Reply with exactly one JSON object and nothing else, one of:"]
-    for name, spec in TOOL_SCHEMAS.items():
-        lines.append(render_action(ToolCall(name=name, args=spec["example"])))
-    lines.append(render_action(Final(summary="what was changed and why")))
-    return "\n".join(lines)
-
-
-def parse_error_feedback(error: ParseError, native: bool = False) -> str:
-    """The text answered to a malformed reply (after the [tool_result] line)."""
-    if native:
-        return f"ERROR: {error.kind}: {error.detail}. Call exactly one of the functions list_files, read_file, grep, write_file, final."
-    return f"ERROR: {error.kind}: {error.detail}.\n{expected_shape_hint()}"
 
 
 def tool_result_message(body: str) -> str:

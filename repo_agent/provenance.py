@@ -42,6 +42,89 @@ def read_task_ids(path: Path) -> list[str]:
     return sorted(set(ids))
 
 
+def _ids_from_list_file(path: Path) -> list[str]:
+    """--task-ids-file: {"task_ids": [...]}, a JSON list, or one id per line."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return sorted({line.strip() for line in text.splitlines() if line.strip()})
+    ids = data.get("task_ids") if isinstance(data, dict) else data
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{path}: expected {{\"task_ids\": [...]}}, a JSON list of ids, or one id per line")
+    return sorted(set(ids))
+
+
+def _ids_from_traces(trace_dir: Path) -> list[str]:
+    ids = set()
+    for path in sorted(trace_dir.rglob("*.json")):
+        try:
+            trace = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue  # a corrupt trace was skipped by sft-extract as well
+        if isinstance(trace, dict) and isinstance(trace.get("task_id"), str):
+            ids.add(trace["task_id"])
+    return sorted(ids)
+
+
+def _ids_from_sidecar(dataset: Path, row_count: int) -> list[str] | None:
+    """The provenance sidecar of sft-extract / pairs-extract, if it describes this file line for line
+    (a stale one, written for another version of the dataset, would be a wrong list: worse than none)."""
+    from .data.stats import meta_path
+
+    sidecar = meta_path(dataset)
+    if not sidecar.is_file():
+        return None
+    ids = []
+    for line in sidecar.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return None
+            if not isinstance(record, dict) or not isinstance(record.get("task_id"), str):
+                return None
+            ids.append(record["task_id"])
+    return sorted(set(ids)) if len(ids) == row_count else None
+
+
+def trained_task_ids(dataset: Path, rows: list[dict[str, Any]] | None = None, task_ids_file: str | None = None,
+                     trained_tasks_from: str | None = None) -> tuple[list[str] | None, str | None]:
+    """Which tasks a training file's rows came from, and how we know: an explicit file, the rows' own
+    "metadata", the provenance sidecar written by sft-extract/pairs-extract, or a trace folder.
+    (None, None) when unknown: no list is invented."""
+    dataset = Path(dataset)
+    if task_ids_file:
+        return _ids_from_list_file(Path(task_ids_file)), f"--task-ids-file {task_ids_file}"
+    if rows is None:
+        rows = [json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line.strip()]
+    in_rows = {(r.get("metadata") or {}).get("task_id") for r in rows if isinstance(r.get("metadata"), dict)}
+    in_rows.discard(None)
+    if in_rows and all(isinstance(r.get("metadata"), dict) for r in rows):
+        return sorted(in_rows), "row metadata"
+    from_sidecar = _ids_from_sidecar(dataset, len(rows))
+    if from_sidecar is not None:
+        from .data.stats import meta_path
+
+        return from_sidecar, str(meta_path(dataset))
+    if trained_tasks_from:
+        return _ids_from_traces(Path(trained_tasks_from)), f"traces in {trained_tasks_from}"
+    return None, None
+
+
+def recorded_training(config: dict[str, Any]) -> list[str]:
+    """The training tasks an eval run recorded for its model (config.json's extra_config), plus those of
+    the adapter folder if it is still there."""
+    extra = config.get("extra_config") or {}
+    ids = set(extra.get("trained_task_ids") or [])
+    for adapter in {(config.get("provider") or {}).get("adapter"), extra.get("adapter")} - {None}:
+        try:
+            ids |= set(read_task_ids(Path(adapter) / TASKS_FILE))
+        except ValueError:
+            pass  # adapter gone or unreadable: the ids copied into config at eval time still count
+    return sorted(ids)
+
+
 def register_model(model_id: str, task_ids: list[str], source: str) -> Path:
     """Remember that the hosted model `model_id` was trained on `task_ids` (from `source`)."""
     path = _entry(model_id)

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .agent import AgentConfig, run_episode
-from .evaluate.metrics import outcome_from_row, summarize
-from .models.base import ProviderConfig, decoding_record
-from .suites.task import Suite, TaskSpec, file_sha256, task_to_dict
+from .models.base import ProviderConfig, trace_meta
+from .digest import file_sha256
+from .suites.task import Suite, TaskSpec, task_to_dict
 from .atomic import atomic_write_json
 from .testrun import verdict_outcome
 from .traces import TraceReadError, read_trace
@@ -73,7 +73,6 @@ class RunResult:
     skipped_existing: int  # rollouts already finished before this call
     ran: int  # rollouts run by this call
     repaired: int  # finished traces that only lacked their results row
-    summary: dict[str, Any]  # evaluate.metrics.summarize(...) over `completed`
     wall_time_s: float
     problems: list[str] = field(default_factory=list)
 
@@ -284,20 +283,18 @@ def _finished_trace(trace_dir: Path, job: RolloutJob) -> dict[str, Any] | None:
 
 def run_one(suite: Suite, provider: ProviderConfig, agent: AgentConfig, trace_dir: Path, job: RolloutJob) -> dict[str, Any]:
     """One rollout with its own model instance; returns its results row."""
-    from .models import build_model
+    from .models import episode_model
 
     branching = bool(provider.teacher and provider.teacher.branch_pairs)
     fork_of = job.pair_seed if branching else None
-    llm = build_model(provider, suite=suite, task=job.task, seed=job.seed, fork_of=fork_of)
+    llm = episode_model(provider, suite, job.task, seed=job.seed, toolset=agent.toolset, fork_of=fork_of)
     branch = None if not branching else (
         {"role": "follower", "leader_rollout_id": f"{job.rollout_id.rsplit('__r', 1)[0]}__r{job.index - 1}"}
         if fork_of is not None else {"role": "leader"})
     trace = run_episode(
         suite, job.task, llm, agent, trace_dir / job.trace_relpath, **({"branch": branch} if branch else {}),
         rollout_id=job.rollout_id, rollout_index=job.index, seed=job.seed,
-        provider=provider.provider, model=provider.model, base_url=provider.base_url, adapter=provider.adapter,
-        tool_protocol=agent.tool_protocol, test_policy=agent.test_policy, sampling=asdict(provider.sampling),
-        decoding=decoding_record(provider, agent.tool_protocol))
+        **trace_meta(provider, agent.tool_protocol, agent.test_policy))
     return result_row(job, trace)
 
 
@@ -334,14 +331,14 @@ def run_rollouts(suite: Suite, provider: ProviderConfig, agent: AgentConfig, tra
         log.rewrite(kept + extra)
     skipped = len(done) - repaired
     if pending:
-        from .models import build_model
+        from .models import episode_model
 
-        build_model(provider, suite=suite, task=pending[0].task, seed=pending[0].seed)  # fail fast on config errors
+        episode_model(provider, suite, pending[0].task, seed=pending[0].seed, toolset=agent.toolset)  # fail fast on config errors
         _run_pending(suite, provider, agent, trace_dir, pending, num_workers, log, done, len(jobs), show_progress)
     completed = [done[j.rollout_id] for j in jobs if j.rollout_id in done]
     return RunResult(
         trace_dir=trace_dir, completed=completed, skipped_existing=skipped, ran=len(pending), repaired=repaired,
-        summary=summarize(outcome_from_row(r) for r in completed), wall_time_s=time.monotonic() - started,
+        wall_time_s=time.monotonic() - started,
         problems=problems)
 
 

@@ -60,6 +60,18 @@ def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def source_folders(root: Path) -> list[Path]:
+    """`root` and the top of the git work tree holding it: what a run must not read (a suite root holds
+    the reference fixes, and its repository's history holds them too)."""
+    root = Path(root).resolve()
+    folders = [root]
+    for parent in [root, *root.parents]:
+        if (parent / ".git").exists():
+            folders.append(parent)
+            break
+    return folders
+
+
 def interpreter_folders(python: str) -> list[Path]:
     """Folders a Python needs at run time: its venv, the real install the venv points to."""
     exe = Path(python)
@@ -86,9 +98,10 @@ class Sandbox:
         return self.kind == "bwrap"
 
     def wrap(self, argv: list[str], *, workdir: Path, readonly: Iterable[Path] = (), visible: Iterable[Path] = (),
-             network: bool = False, writable: Iterable[Path] = ()) -> list[str]:
+             network: bool = False, writable: Iterable[Path] = (), hide: Iterable[Path] = ()) -> list[str]:
         """`argv` run inside the sandbox with `workdir` writable (same path inside), the files in
-        `readonly` bound read-only over it, and `visible` folders kept reachable under hidden homes."""
+        `readonly` bound read-only over it, the folders in `hide` replaced by empty ones (e.g. a suite
+        root, which holds the reference fixes), and `visible` folders kept reachable under what is hidden."""
         if not self.isolated:
             return list(argv)
         assert self.binary
@@ -97,7 +110,7 @@ class Sandbox:
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/tmp/home"]
         if not network:
             args.append("--unshare-net")
-        homes = _hidden_homes()
+        homes = [*_hidden_homes(), *sorted({Path(h) for h in hide if Path(h).is_dir()})]
         for home in homes:
             if not any(_under(home, Path(p)) for p in [workdir, *writable]):
                 args += ["--tmpfs", str(home)]

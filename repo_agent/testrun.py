@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -34,11 +33,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .sandbox import Sandbox, interpreter_folders, new_pids_cgroup, resolve_sandbox
+from .secrets import scrubbed_environ
 from .suites.task import TestSpec
 
 MEMORY_LIMIT_BYTES = int(os.environ.get("REPO_AGENT_TEST_MEMORY_BYTES", 4 * 1024**3))
 OUTPUT_LIMIT_BYTES = int(os.environ.get("REPO_AGENT_TEST_OUTPUT_BYTES", 8 * 1024**2))
-SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|NETRC)", re.I)
 SUMMARY_MAX_CHARS = 600
 MAX_RECORD_BYTES = 64 * 1024
 MAX_RECORDS = 200_000
@@ -107,7 +106,7 @@ class TestReport:
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not SECRET_ENV.search(k)}
+    env = scrubbed_environ()
     for key in ("PYTEST_ADDOPTS", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONUSERBASE", "PYTHONHOME",
                 "VIRTUAL_ENV", "PYTHONPATH"):
         env.pop(key, None)
@@ -158,12 +157,13 @@ def set_test_concurrency(slots: int) -> None:
 
 
 def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False, *, sandbox: Sandbox | str = "auto",
-              expected: ExpectedTests | None = None, readonly: Iterable[Path] = ()) -> TestReport:
+              expected: ExpectedTests | None = None, readonly: Iterable[Path] = (), hide: Iterable[Path] = ()) -> TestReport:
     """Run `spec` in `root`. Never raises for test failures, crashes or hangs. `readonly` files are
-    bound read-only in the sandbox and write-guarded without one; the caller checks them afterwards."""
+    bound read-only in the sandbox and write-guarded without one (the caller checks them afterwards);
+    `hide` folders (the suite's, which hold the reference fixes) are empty inside the sandbox."""
     box = resolve_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     with _TEST_SLOTS:
-        return _run_tests(Path(root), spec, fail_fast, box, expected, [Path(p) for p in readonly])
+        return _run_tests(Path(root), spec, fail_fast, box, expected, [Path(p) for p in readonly], list(hide))
 
 
 class _RecordReader(threading.Thread):
@@ -195,7 +195,7 @@ class _RecordReader(threading.Thread):
 
 
 def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expected: ExpectedTests | None,
-               readonly: list[Path]) -> TestReport:
+               readonly: list[Path], hide: list[Path]) -> TestReport:
     started = time.monotonic()
     key = secrets.token_bytes(32)
     result_r, result_w = os.pipe()
@@ -208,7 +208,7 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
         env["HOME"] = "/tmp/home"
     cmd = pytest_command(spec, fail_fast, readonly)
     python = spec.python or sys.executable
-    cmd = box.wrap(cmd, workdir=root, readonly=[p for p in readonly if p.exists()],
+    cmd = box.wrap(cmd, workdir=root, readonly=[p for p in readonly if p.exists()], hide=hide,
                    visible=[*interpreter_folders(python), CHILD_DIR])
     cgroup = new_pids_cgroup()
     if cgroup is not None:

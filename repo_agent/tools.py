@@ -1,4 +1,5 @@
-"""The four workspace tools. Each takes the workspace root and the validated args and returns text.
+"""The file tools (the `files` and `edit` tool sets). Each takes the workspace root and the validated
+args and returns text.
 
 Every path is confined to the workspace: `..`, absolute paths, symlinks that lead out, NUL bytes and
 anything that is not a regular file or directory are refused with a `ToolError` (shown to the model).
@@ -99,7 +100,8 @@ def _looks_binary(data: bytes) -> bool:
     return False
 
 
-def read_file(root: Path, rel_path: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+def read_file(root: Path, rel_path: str, max_chars: int = DEFAULT_MAX_CHARS, start_line: int | None = None,
+              end_line: int | None = None) -> str:
     path = confine(root, rel_path)
     if path.is_dir():
         raise ToolError(f"{rel_path!r} is a directory; use list_files")
@@ -107,9 +109,22 @@ def read_file(root: Path, rel_path: str, max_chars: int = DEFAULT_MAX_CHARS) -> 
     if _looks_binary(data):
         return f"(binary file, {len(data)} bytes, not shown)"
     text = data.decode("utf-8", errors="replace")
+    if start_line is not None or end_line is not None:
+        text = _line_range(text, start_line or 1, end_line)
     if len(text) <= max_chars:
         return text
     return text[:max_chars] + f"\n... [truncated: showing {max_chars} of {len(text)} chars]"
+
+
+def _line_range(text: str, start: int, end: int | None) -> str:
+    """Lines start..end (1-based, inclusive), numbered, with a header saying where they are."""
+    lines = text.splitlines()
+    end = len(lines) if end is None else min(end, len(lines))
+    if start > max(len(lines), 1) or (end < start):
+        raise ToolError(f"no lines {start}-{end}: the file has {len(lines)} lines")
+    width = len(str(end))
+    shown = "\n".join(f"{n:>{width}}| {lines[n - 1]}" for n in range(start, end + 1))
+    return f"[lines {start}-{end} of {len(lines)}]\n{shown}"
 
 
 def grep(root: Path, pattern: str, rel_dir: str = ".", max_matches: int = DEFAULT_MAX_MATCHES) -> str:
@@ -168,12 +183,34 @@ def write_file(root: Path, rel_path: str, content: str, guard: WriteGuard | None
     return f"wrote {len(content)} chars to {_rel(root, path)}"
 
 
+def replace_in_file(root: Path, rel_path: str, old: str, new: str, guard: WriteGuard | None = None) -> str:
+    path = confine(root, rel_path)
+    if path.is_dir():
+        raise ToolError(f"{rel_path!r} is a directory")
+    refusal = guard(_rel(root, path)) if guard else None
+    if refusal:
+        raise RefusedWrite(*refusal)
+    data = path.read_bytes()
+    if _looks_binary(data):
+        raise ToolError(f"{rel_path!r} is a binary file")
+    text = data.decode("utf-8")
+    count = text.count(old)
+    if count != 1:
+        where = "does not occur" if count == 0 else f"occurs {count} times"
+        raise ToolError(f"`old` {where} in {rel_path}; it must occur exactly once (copy it exactly, with enough "
+                        "surrounding lines to be unique)")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return f"replaced 1 occurrence in {_rel(root, path)} ({len(old)} -> {len(new)} chars)"
+
+
 TOOLS: dict[str, Callable[..., str]] = {
     "list_files": list_files,
     "read_file": read_file,
     "grep": grep,
     "write_file": write_file,
+    "replace_in_file": replace_in_file,
 }
+WRITING_TOOLS = ("write_file", "replace_in_file")
 
 
 @dataclass(frozen=True)
@@ -181,16 +218,18 @@ class ToolOutcome:
     ok: bool
     text: str
     refused: str | None = None  # RefusedWrite.kind when the task did not allow a write
+    refused_paths: tuple[str, ...] = ()  # what was refused (or undone)
+    changed: tuple[str, ...] = ()  # workspace files the call changed
 
 
 def run_tool(root: Path, name: str, args: dict[str, Any], guard: WriteGuard | None = None) -> ToolOutcome:
     """Run a validated tool call. Never raises on tool failures."""
     try:
-        if name == "write_file":
-            return ToolOutcome(True, write_file(root, guard=guard, **args))
+        if name in WRITING_TOOLS:
+            return ToolOutcome(True, TOOLS[name](root, guard=guard, **args), changed=(args["rel_path"],))
         return ToolOutcome(True, TOOLS[name](root, **args))
     except RefusedWrite as exc:
-        return ToolOutcome(False, f"ERROR: {exc}", refused=exc.kind)
+        return ToolOutcome(False, f"ERROR: {exc}", refused=exc.kind, refused_paths=(str(args.get("rel_path")),))
     except ToolError as exc:
         return ToolOutcome(False, f"ERROR: {exc}")
     except (OSError, ValueError, RecursionError) as exc:

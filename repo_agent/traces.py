@@ -9,29 +9,16 @@ and `redact` scrubs anything that looks like one before a write.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .atomic import atomic_write_text
+from .secrets import redact
 
 TRACE_SCHEMA = "repo-agent/trace"
 TRACE_SCHEMA_VERSION = 1
 
-_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|tgp_v1_[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,})")
-_SECRET_KEY = re.compile(r"^(.*api[_-]?key|authorization|(access|auth|bearer|refresh)[_-]?token|.*secret|.*password)$", re.I)
-
-
-def redact(value: Any) -> Any:
-    """Remove anything secret-shaped: values under secret-like keys and key-like strings anywhere."""
-    if isinstance(value, dict):
-        return {k: ("[redacted]" if _SECRET_KEY.search(str(k)) and v else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub("[redacted]", value)
-    return value
 
 
 class TraceWriter:

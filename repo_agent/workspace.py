@@ -21,7 +21,7 @@ from pathlib import Path
 from .suites.rules import WriteRules
 from .suites.task import Suite, TaskSpec
 from .testrun import TestReport, distrust, run_tests
-from .sandbox import Sandbox, resolve_sandbox
+from .sandbox import Sandbox, resolve_sandbox, source_folders
 
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
 
@@ -82,6 +82,18 @@ def _files_under(root: Path) -> dict[str, Path]:
             if stat.S_ISREG(mode):
                 found[path.relative_to(root).as_posix()] = path
     return found
+
+
+def file_states(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime in ns) of every regular file: enough to see which files a command touched."""
+    states = {}
+    for rel, path in _files_under(root).items():
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        states[rel] = (info.st_size, info.st_mtime_ns)
+    return states
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -158,6 +170,23 @@ class TaskWorkspace:
         ignored += [rel for rel in self.pristine if rel not in current and not self.rules.may_change(rel, True)]
         return sorted(ignored)
 
+    def undo_ignored(self) -> list[tuple[str, str]]:
+        """Put back what the model may not change (a shell can change anything): protected files get
+        their pristine content, disallowed new files are removed. Returns (path, refusal kind) of each."""
+        undone = []
+        for rel in self.ignored_changes():
+            kind = (self.rules.refusal(rel, rel in self.pristine) or ("protected", ""))[0]
+            target = self.root / rel
+            if rel in self.pristine:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                shutil.copy2(self.pristine[rel], target)
+            else:
+                target.unlink(missing_ok=True)
+            undone.append((rel, kind))
+        return undone
+
     def final_diff(self) -> str:
         """Unified diff (a/ b/ paths, git-apply compatible) of the changes a test run sees."""
         chunks = []
@@ -189,7 +218,8 @@ class TaskWorkspace:
         with self.sealed_copy() as sealed:
             readonly = [sealed.root / rel for rel in self._readonly_digests]
             report = run_tests(sealed.root, self.task.test, fail_fast, sandbox=self.sandbox,
-                               expected=self.task.expected_tests, readonly=readonly)
+                               expected=self.task.expected_tests, readonly=readonly,
+                               hide=source_folders(self.suite.root))
             for rel, digest in self._readonly_digests.items():
                 path = sealed.root / rel
                 if not path.is_file() or _digest(path) != digest:

@@ -172,4 +172,6 @@ _actions = st.fixed_dictionaries(
 @settings(max_examples=400, deadline=None)
 @given(_actions)
 def test_fast_action_check_agrees_with_the_protocol_parser(value):
-    assert is_valid_action(value) == (not isinstance(P.parse_object(value), P.ParseError))
+    from repo_agent.toolsets import ALL_TOOL_SCHEMAS
+
+    assert is_valid_action(value) == (not isinstance(P.parse_object(value, ALL_TOOL_SCHEMAS), P.ParseError))

@@ -157,7 +157,7 @@ def test_bad_datasets_are_refused_before_anything_is_written(cli, tiny_llama, tm
 
 
 def test_task_ids_come_from_file_metadata_sidecar_or_traces(tmp_path):
-    from repo_agent.train.common import trained_task_ids
+    from repo_agent.provenance import trained_task_ids
 
     rows = [json.loads(line) for line in (GOLDEN / "sft_json.jsonl").read_text().splitlines()]
     dataset = tmp_path / "sft.jsonl"

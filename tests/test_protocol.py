@@ -50,7 +50,9 @@ def test_render_is_canonical_and_round_trips():
 
 def test_feedback_names_the_kind_and_shows_the_shape():
     error = P.parse_action("hello")
-    feedback = P.parse_error_feedback(error)
+    from repo_agent.toolsets import FILES
+
+    feedback = FILES.parse_error_feedback(error, native=False)
     assert feedback.startswith("ERROR: invalid_json")
     assert '{"type":"final","summary":' in feedback
     for name in P.TOOL_NAMES:
@@ -65,7 +67,9 @@ def test_native_calls():
     assert P.parse_native(call("grep", "{not json")).kind == "bad_args"
     assert P.parse_native(call("rm", "{}")).kind == "unknown_tool"
     assert P.parse_native(call("grep", '{"pattern":"a"}') * 2).kind == "multiple_tool_calls"
-    assert [t["function"]["name"] for t in P.openai_tools()] == [*P.TOOL_NAMES, "final"]
+    from repo_agent.toolsets import FILES
+
+    assert [t["function"]["name"] for t in FILES.openai_tools()] == [*P.TOOL_NAMES, "final"]
 
 
 def _valid_or_classified(result):

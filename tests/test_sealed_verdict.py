@@ -264,3 +264,18 @@ def test_workspaces_hold_no_version_control_history():
             with materialize(suite, task) as ws:
                 found = [p for p in ws.root.rglob("*") if p.name in (".git", ".hg", ".svn")]
                 assert not found, (task.task_id, found)
+
+
+READ_THE_FIX = (
+    "import pathlib\n"
+    f"_fix = pathlib.Path({str(BUNDLED_ROOT / 'correct_python_programs' / 'gcd.py')!r})\n"
+    "exec(_fix.read_text())  # the reference, read by absolute path from the suite\n"
+)
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap: without a sandbox the test process can read any file")
+def test_a_program_cannot_read_the_reference_fix_from_the_suite(cli, tmp_path):
+    assert naive_pytest(READ_THE_FIX, tmp_path)[0] == 0, "the hack no longer fools plain pytest"
+    trace = episode(cli, tmp_path, [write("python_programs/gcd.py", READ_THE_FIX), FINAL])
+    assert_not_passed(trace)
+    assert "FileNotFoundError" in trace["verdict"]["summary"] or trace["verdict"]["outcome"] == "tests_missing"

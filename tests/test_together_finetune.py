@@ -228,7 +228,7 @@ def test_a_run_that_crashed_after_the_upload_resumes_with_the_same_file(fake, tm
 
     assert crashed.exit_code == 1, crashed.output
     assert "InternalServerError" in crashed.output
-    assert SECRET not in crashed.output and "***" in crashed.output  # the echoed key is redacted
+    assert SECRET not in crashed.output and "[redacted]" in crashed.output  # the echoed key is redacted
     assert _record(out)["file_id"] and _record(out)["job_id"] is None
 
     resumed = _together(fake, dataset, out, "--max-retries", "0", "--watch")

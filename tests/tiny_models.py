@@ -21,11 +21,11 @@ ARCHITECTURES = ("llama", "qwen2")
 
 def _corpus() -> list[str]:
     from repo_agent.prompts import goal_message, system_prompt
-    from repo_agent.protocol import expected_shape_hint
+    from repo_agent.toolsets import FILES
 
     root = Path(__file__).resolve().parents[1] / "eval" / "suites" / "bundled"
     code = [p.read_text() for p in sorted(root.rglob("*.py"))[:40]]
-    return [system_prompt("json"), system_prompt("native"), expected_shape_hint(), goal_message("Fix gcd so its tests pass."),
+    return [system_prompt("json"), system_prompt("native"), FILES.expected_shape_hint(), goal_message("Fix gcd so its tests pass."),
             "[tool_result]\nERROR: invalid_json: the reply is not valid JSON.", *code] * 3
 
 

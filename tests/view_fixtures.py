@@ -106,14 +106,16 @@ def _make_fixture_run(oracle: Path, fixture: Path, bundled) -> None:
 def old_style_trace(trace: dict) -> dict:
     """`trace` as the first release wrote it: without the sealed verdict's fields (outcome, diff, refusals)."""
     trace = json.loads(json.dumps(trace))
-    for key in ("final_diff", "refused_writes", "tampered", "ignored_changes", "toolset", "decoding", "rewards"):
+    for key in ("final_diff", "refused_writes", "tampered", "ignored_changes", "toolset", "decoding", "rewards", "adapter"):
         trace.pop(key, None)
     for key in ("outcome", "sealed", "sandbox", "expected_tests", "missing_tests", "integrity", "tests"):
         (trace.get("verdict") or {}).pop(key, None)
-    for key in ("outcome", "refused_writes", "tampered"):
+    for key in ("toolset", "sandbox"):
+        (trace.get("agent_config") or {}).pop(key, None)
+    for key in ("outcome", "refused_writes", "tampered", "modified_files"):
         (trace.get("metrics") or {}).pop(key, None)
     for step in trace.get("steps") or []:
-        for key in ("refused", "stopped_early", "mistake"):
+        for key in ("refused", "stopped_early", "mistake", "changed_files"):
             step.pop(key, None)
     return trace
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import options as O
+from .common import fail
 
 data_app = typer.Typer(help="Check training data files before they are uploaded or trained on.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)  # error lines stay whole
@@ -24,9 +25,6 @@ SourcesOpt = Annotated[str, typer.Option("--sources", help="Comma-separated pair
 MinGapOpt = Annotated[str, typer.Option("--min-outcome-gap", help="The weakest difference a pair's two sides may have: step (an outcome of that step differs: tests after it pass/fail, parse error, refused write, tool error, loop) | rollout (also: only the two rollouts' final verdicts differ) | none (also: both rollouts ended alike and one was shorter). Dropped pairs are counted as no_outcome_gap.")]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
 
 
 def _check_format(fmt: str) -> None:
@@ -95,7 +93,7 @@ def _finish(stats, writers, kind: str, stats_file: Path, empty_ok: bool = False)
             console.print(f"[yellow]warning:[/yellow] no pairs: nothing written to {data.path} (see {stats_file}); "
                           "pairs need two rollouts of a task that reach one state and then differ in an outcome")
             return
-        _fail("no examples survived the filters: nothing written (see the removed rows above)", 1)
+        fail("no examples survived the filters: nothing written (see the removed rows above)", 1)
     data.close()
     # Our rules are a superset of the SDK's local check (JSON-object lines, size), which `data check`
     # and `finetune together` still run; skipping it here saves a third pass over the file.
@@ -106,7 +104,7 @@ def _finish(stats, writers, kind: str, stats_file: Path, empty_ok: bool = False)
             w.discard()
         for error in report.errors[:20]:
             console.print(f"  {error}")
-        _fail(f"the output failed `data check` ({report.error_count} problems; sdk: {report.sdk}); nothing written", 1)
+        fail(f"the output failed `data check` ({report.error_count} problems; sdk: {report.sdk}); nothing written", 1)
     for w in writers:
         w.commit()
     stats.write(stats_file)
@@ -149,13 +147,13 @@ def sft_extract(
         try:
             counter = token_counter_for(tokenizer)
         except (ValueError, OSError) as exc:
-            _fail(f"cannot load tokenizer {tokenizer!r}: {exc}")
+            fail(f"cannot load tokenizer {tokenizer!r}: {exc}")
     try:
         with _TraceProgress(trace_dir, "sft-extract") as advance:
             stats, data, meta = extract_sft(trace_dir, output, meta_path(output), options, token_counter=counter,
                                             on_trace=advance)
     except SplitLeakError as exc:
-        _fail(str(exc), 3)
+        fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
 
 
@@ -178,7 +176,7 @@ def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], hel
             stats, data, meta = extract_pairs(trace_dir, output, meta_path(output), fmt, sources,
                                               held_out=held_out, on_trace=advance, min_gap=min_gap)
     except SplitLeakError as exc:
-        _fail(str(exc), 3)
+        fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output), empty_ok=empty_ok)
 
 
@@ -237,7 +235,7 @@ def prefs(
     try:
         from ..rollouts import run_rollouts
     except ImportError:
-        _fail("the rollout engine (repo_agent.rollouts) is not installed in this checkout yet; run the rollouts "
+        fail("the rollout engine (repo_agent.rollouts) is not installed in this checkout yet; run the rollouts "
               "another way and use `repo-agent pairs-extract --trace-dir ...`")
     from ..suites.task import SuiteError, load_suite
 
@@ -250,12 +248,12 @@ def prefs(
     leaked = sorted(t for t in loaded.task_ids
                     if held_out.reason(t, "test" if held_out.by_rule and suite_side_of(loaded, t) == "test" else "train"))
     if leaked:
-        _fail(f"{len(leaked)} task(s) of --suite are held out (e.g. {leaked[0]}): teacher rollouts on them would become "
+        fail(f"{len(leaked)} task(s) of --suite are held out (e.g. {leaked[0]}): teacher rollouts on them would become "
               "training data; use the train side of the split (or --allow-held-out)", 3)
     try:
         result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
-        _fail(str(exc))
+        fail(str(exc))
     for problem in result.problems:  # what resuming had to repair (torn lines, a rebuilt config.json)
         console.print(f"[yellow]repaired:[/yellow] {escape(problem)}")
     console.print(f"{result.ran} rollouts run, {result.skipped_existing} already finished"

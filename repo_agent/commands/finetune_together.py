@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from .. import options as O
+from .common import fail
 
 console = Console(stderr=True)
 
@@ -62,6 +63,7 @@ def together_command(
 
         repo-agent finetune together --dataset data/sft.jsonl --model meta-llama/Meta-Llama-3.1-8B-Instruct-Reference --suffix repo-agent --watch
     """
+    from ..digest import file_sha256
     from ..train import together as T
 
     try:
@@ -72,9 +74,9 @@ def together_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if request.problems():
-        _fail(request.problems(), code=2)
+        fail(request.problems(), code=2)
     run_dir = out or Path("runs") / time.strftime("finetune_together_%Y%m%d_%H%M%S")
-    sha = T.file_sha256(dataset)
+    sha = file_sha256(dataset)
     record = _load_record(run_dir)
     if record and record.job_id:
         _refuse_if_different(record, request, sha, run_dir)
@@ -88,7 +90,7 @@ def together_command(
     else:
         check = T.check_dataset(dataset, training_method)
         if not check.ok:
-            _fail([f"{dataset} was refused, nothing was uploaded ({', '.join(check.checkers)}):", *check.reasons], code=2)
+            fail([f"{dataset} was refused, nothing was uploaded ({', '.join(check.checkers)}):", *check.reasons], code=2)
         console.print(f"{dataset}: checks passed ({', '.join(check.checkers)})" + (f", {check.count} {check.kind} rows" if check.count else ""))
         client = _client(base_url, api_key_env, max_retries, request_timeout, model)
         if record is None or record.dataset_sha256 != sha or record.file_status in T.REJECTED_FILE_STATES:
@@ -120,12 +122,13 @@ def status_command(
     """
     import together
 
+    from ..digest import file_sha256
     from ..train import together as T
 
     run_dir = Path(job) if Path(job).is_dir() else None
     record = _load_record(run_dir) if run_dir else None
     if run_dir and (record is None or not record.job_id):
-        _fail([f"{run_dir} holds no Together job record ({T.RECORD_NAME} with a job id)"], code=2)
+        fail([f"{run_dir} holds no Together job record ({T.RECORD_NAME} with a job id)"], code=2)
     job_id = record.job_id if record else job
     client = _client(base_url or (record.base_url if record else None), api_key_env, max_retries, request_timeout, None)
     if watch:
@@ -135,7 +138,7 @@ def status_command(
     try:
         current, events = T.fetch_job(client, job_id)
     except together.TogetherError as exc:
-        _fail([_redacted(exc, api_key_env)], code=1)
+        fail([_redacted(exc, api_key_env)], code=1)
     shown = record or T.JobRecord(request={}, dataset_sha256="")
     shown.absorb(current, events)
     if run_dir:
@@ -157,6 +160,7 @@ def _start_job(client: Any, request: Any, record: Any, run_dir: Path, dataset: P
     The record is saved after each step, so a crash between them never pays for a second upload/job."""
     import together
 
+    from ..digest import file_sha256
     from ..train import together as T
 
     try:
@@ -168,14 +172,14 @@ def _start_job(client: Any, request: Any, record: Any, run_dir: Path, dataset: P
             console.print(f"uploaded as [bold]{record.file_id}[/bold] (processing: {record.file_status or 'unknown'})")
             if record.file_status in T.REJECTED_FILE_STATES:
                 report = uploaded.get("validation_report") or {}
-                _fail([f"Together refused {dataset.name} after upload: {report.get('error') or record.file_status}"], code=2)
+                fail([f"Together refused {dataset.name} after upload: {report.get('error') or record.file_status}"], code=2)
         with console.status("creating the fine-tuning job (model limits, price estimate, create) ..."):
             job = T.create_job(client, request, record.file_id)
     except together.TogetherError as exc:
         T.save_record(run_dir, record)
-        _fail([_redacted(exc, api_key_env), f"re-run with the same --out {run_dir} to resume; a finished upload is reused"], code=1)
+        fail([_redacted(exc, api_key_env), f"re-run with the same --out {run_dir} to resume; a finished upload is reused"], code=1)
     except ValueError as exc:  # the SDK's own parameter checks (batch size, LoRA rank, ...)
-        _fail([f"Together refused the job parameters: {exc}"], code=2)
+        fail([f"Together refused the job parameters: {exc}"], code=2)
     record.absorb(job)
     path = T.save_record(run_dir, record)
     console.print(f"created job [bold]{record.job_id}[/bold] -> model [bold]{record.output_model}[/bold]; record: {path}")
@@ -183,13 +187,18 @@ def _start_job(client: Any, request: Any, record: Any, run_dir: Path, dataset: P
 
 
 def _write_trained_tasks(dataset: Path, run_dir: Path) -> str | None:
+    from ..data.stats import meta_path
+    from ..provenance import trained_task_ids
     from ..train import together as T
 
-    task_ids = T.trained_task_ids(dataset)
+    try:
+        task_ids = trained_task_ids(dataset)[0]
+    except (ValueError, OSError):
+        task_ids = None
     if task_ids is None:
-        console.print(f"note: no matching provenance sidecar ({T.provenance_sidecar(dataset).name}), so the trained task ids are unknown and eval cannot flag leakage")
+        console.print(f"note: no matching provenance sidecar ({meta_path(dataset).name}), so the trained task ids are unknown and eval cannot flag leakage")
         return None
-    path = T.save_trained_tasks(run_dir, task_ids, T.provenance_sidecar(dataset))
+    path = T.save_trained_tasks(run_dir, task_ids, meta_path(dataset))
     console.print(f"trained on {len(task_ids)} tasks: {path} (give it to eval as --trained-tasks)")
     return str(path)
 
@@ -199,6 +208,7 @@ def _watch(client: Any, record: Any, run_dir: Path | None, poll_interval: float,
     import together
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from ..digest import file_sha256
     from ..train import together as T
 
     shown = 0
@@ -248,6 +258,7 @@ def _print_summary(record: Any, run_dir: Path | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ..digest import file_sha256
     from ..train import together as T
 
     colour = "green" if record.status in T.SUCCEEDED else "red" if record.status in T.FAILED else "yellow"
@@ -300,16 +311,17 @@ def _client(base_url: str | None, api_key_env: str | None, max_retries: int, tim
     try:
         return make_client(config)
     except ValueError as exc:
-        _fail([str(exc)], code=2)
+        fail([str(exc)], code=2)
 
 
 def _load_record(run_dir: Path | None) -> Any:
+    from ..digest import file_sha256
     from ..train import together as T
 
     try:
         return T.load_record(run_dir) if run_dir else None
     except ValueError as exc:
-        _fail([str(exc)], code=2)
+        fail([str(exc)], code=2)
 
 
 def _refuse_if_different(record: Any, request: Any, sha: str, run_dir: Path) -> None:
@@ -318,16 +330,16 @@ def _refuse_if_different(record: Any, request: Any, sha: str, run_dir: Path) -> 
     recorded = {k: v for k, v in record.request.items() if k != "dataset"}
     if record.dataset_sha256 != sha or asked != recorded:
         changed = sorted(k for k in asked if asked[k] != recorded.get(k)) + (["dataset content"] if record.dataset_sha256 != sha else [])
-        _fail([f"{run_dir} already holds job {record.job_id} started with other settings ({', '.join(changed)}); "
+        fail([f"{run_dir} already holds job {record.job_id} started with other settings ({', '.join(changed)}); "
                "pick another --out for a new job"], code=2)
 
 
 def _redacted(exc: Exception, api_key_env: str | None) -> str:
     from ..models.base import ProviderConfig
-    from ..models.together_api import redact
+    from ..models.together_api import scrub
 
     text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-    return redact(text, ProviderConfig(provider="together", model="", api_key_env=api_key_env))
+    return scrub(text, ProviderConfig(provider="together", model="", api_key_env=api_key_env))
 
 
 def _print_error(message: str) -> None:
@@ -335,13 +347,3 @@ def _print_error(message: str) -> None:
 
     console.print(f"[red]error:[/red] {escape(message)}")
 
-
-def _fail(lines: list[str], code: int) -> None:
-    from rich.markup import escape
-
-    console.print(f"[red]error:[/red] {escape(lines[0])}")
-    for line in lines[1:21]:
-        console.print(f"  - {escape(line)}")
-    if len(lines) > 21:
-        console.print(f"  ... and {len(lines) - 21} more")
-    raise typer.Exit(code)

@@ -43,7 +43,9 @@ class StageRecord:
 
 
 def _stage(title: str, args: list[str], record: StageRecord) -> None:
-    from ..cli import app
+    from . import build_app
+
+    app = build_app()
 
     console.print(Rule(f"[bold]{title}"))
     console.print(f"$ repo-agent {shlex.join(args)}", style="cyan", soft_wrap=True)
@@ -74,6 +76,7 @@ def pipeline(
     teacher_temperature: Annotated[float, typer.Option("--teacher-temperature", min=0.0, help="Sampling temperature of an LLM teacher (rollouts of a task must differ to make pairs; the oracle varies by seed).")] = 0.7,
     mistake_rate: Annotated[float, typer.Option("--teacher-mistake-rate", min=0.0, max=1.0, help="oracle teacher: share of rollouts that first write a proven-wrong fix, then recover (recoveries in the SFT data).")] = 0.3,
     branch_pairs: Annotated[bool, typer.Option("--branch-pairs/--no-branch-pairs", help="Teacher rollouts in pairs that fork at the first write, so preference pairs have an outcome gap.")] = True,
+    toolset: Annotated[str, typer.Option("--toolset", help="files | edit | bash: the tools of the teacher's rollouts and of the student's evaluation.")] = "files",
     test_policy: Annotated[str, typer.Option("--test-policy", help="never | on_write | final, for the teacher AND the student's evaluation (a student trained on [TESTS ...] lines must see them).")] = "on_write",
     rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Teacher rollouts per training task (1: no preference pairs).")] = 2,
     max_steps: Annotated[int, typer.Option("--max-steps", help="LoRA optimizer steps of SFT (-1: one full epoch).")] = 40,
@@ -100,7 +103,8 @@ def pipeline(
         raise typer.BadParameter(f"--teacher-provider {teacher_provider} needs --teacher-model")
     out.mkdir(parents=True, exist_ok=True)
     log = StageRecord(out / "pipeline.json")
-    teacher = ["--llm-provider", teacher_provider, "--temperature", str(teacher_temperature), "--test-policy", test_policy]
+    teacher = ["--llm-provider", teacher_provider, "--temperature", str(teacher_temperature), "--test-policy", test_policy,
+               "--toolset", toolset]
     teacher += ["--model", teacher_model] if teacher_model else []
     teacher += ["--base-url", teacher_base_url] if teacher_base_url else []
     if teacher_provider == "oracle":
@@ -134,6 +138,7 @@ def pipeline(
     iters, tokens = _eval_budgets(out, test_suite, model, eval_max_iters, eval_max_tokens, log)
     student = ["--llm-provider", "local", "--model", model, "--max-iters", str(iters), "--max-tokens", str(tokens),
                "--rollouts", str(eval_rollouts), "--temperature", str(eval_temperature), "--test-policy", test_policy,
+               "--toolset", toolset,
                "--num-workers", str(num_workers), "--seed", str(seed)]
     for name, folder in students.items():
         _stage(f"eval: {name} student", ["eval", "--suite", str(test_suite), "--trace-dir", str(out / f"eval_{name}"),

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from .. import options as O
+from .common import fail
 
 suite_app = typer.Typer(help="Build, split, check and validate suites of buggy programs.", no_args_is_help=True)
 build_app = typer.Typer(help="Build a suite file from a benchmark checkout.", no_args_is_help=True)
@@ -20,9 +21,6 @@ CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache 
 PerTestTimeoutOpt = Annotated[Optional[float], typer.Option("--per-test-timeout", min=0.1, help="Seconds before one test is killed (default: 5 for QuixBugs, 60 for BugsInPy).")]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @build_app.command("quixbugs")
@@ -44,10 +42,10 @@ def build_quixbugs(
             console.print(f"no --root: using a clone of {repo_url} in the cache folder")
             root = fetch_quixbugs(cache_dir, url=repo_url, commit=commit)
         elif not root.is_dir():
-            _fail(f"--root {root} is not a folder")
+            fail(f"--root {root} is not a folder")
         suite = build_quixbugs_suite(root, suite_id=suite_id, per_test_timeout=per_test_timeout or 5.0)
     except (LayoutError, FetchError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     save_suite(suite, out)
     console.print(f"wrote {out} with {len(suite.tasks)} tasks")
 
@@ -88,13 +86,13 @@ def build_bugsinpy(
             result = build_bugsinpy_suite(root, names, options, suite_id=suite_id,
                                           on_bug=lambda t: progress.update(job, description=f"building {t}"))
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     for skip in result.skipped:
         console.print(f"[yellow]skipped[/yellow] {skip.task_id}: {skip.reason}", soft_wrap=True)
     if not result.suite.tasks:
-        _fail("no bug could be built", code=1)
+        fail("no bug could be built", code=1)
     save_suite(result.suite, out)
     console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
 
@@ -111,7 +109,7 @@ def split(
     try:
         result = split_suite_file(suite, train_pct)
     except SuiteError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for side, path in result.paths.items():
         console.print(f"wrote {path} with {result.counts[side]} {side} tasks")
 
@@ -177,15 +175,15 @@ def validate(
         if task:
             [loaded.task(t) for t in task]
     except (SuiteError, KeyError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if (record_tests or record_minimal) and loaded.derived_from is not None:
-        _fail(f"{suite} is a derived suite; record on its parent {loaded.derived_from.get('path')} (derived suites are never edited)")
+        fail(f"{suite} is a derived suite; record on its parent {loaded.derived_from.get('path')} (derived suites are never edited)")
     if record_minimal and not minimal:
-        _fail("--record-minimal needs --minimal")
+        fail("--record-minimal needs --minimal")
     _check_sandbox(sandbox)
     problems = static_problems(loaded)
     if problems:
-        _fail("the suite is broken before any test runs:\n  " + "\n  ".join(problems))
+        fail("the suite is broken before any test runs:\n  " + "\n  ".join(problems))
     options = ValidateOptions(repeats=repeats, num_workers=num_workers, fail_fast=fail_fast,
                               per_test_timeout=per_test_timeout, sandbox=sandbox, record_tests=record_tests,
                               minimal=minimal)
@@ -216,7 +214,7 @@ def _check_sandbox(mode: str) -> None:
     try:
         resolve_sandbox(mode)
     except (SandboxUnavailable, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _print_minimal(summary: dict) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from .. import protocol as P
+from ..toolsets import ALL_TOOL_SCHEMAS
 
 KINDS = ("sft", "sft-trl", "pref", "pref-trl")
 MAX_ERRORS_LISTED = 50
@@ -73,19 +74,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 _VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
 
 
-def _action_schema() -> dict[str, Any]:
-    """One schema accepting exactly what `protocol.parse_object` accepts, built from the protocol's own
-    tool schemas (a test checks the equivalence on generated inputs)."""
-    final = {"type": "object", "properties": {"type": {"const": "final"}, "summary": {"type": "string"}},
-             "required": ["type", "summary"], "additionalProperties": False}
-    calls = [{"type": "object",
-              "properties": {"type": {"const": "tool_call"}, "name": {"const": name}, "args": spec["parameters"]},
-              "required": ["type", "name", "args"], "additionalProperties": False}
-             for name, spec in P.TOOL_SCHEMAS.items()]
-    return {"anyOf": [final, *calls]}
-
-
-ACTION_SCHEMA = _action_schema()
+# One schema accepting exactly the actions that are valid under some tool set (data rows do not say
+# which tool set they come from); a test checks it agrees with `protocol.parse_object` on generated inputs.
+ACTION_SCHEMA = P.action_json_schema(ALL_TOOL_SCHEMAS)
 _FAST: dict[str, Any] | None = None
 
 
@@ -121,7 +112,7 @@ def is_valid_action(value: Any) -> bool:
     fast = _fast_valid("action", value)
     if fast is not None:
         return fast
-    return not isinstance(P.parse_object(value), P.ParseError)
+    return not isinstance(P.parse_object(value, ALL_TOOL_SCHEMAS), P.ParseError)
 
 
 @dataclass
@@ -303,7 +294,7 @@ def check_file(path: str | Path, kind: str = "auto", *, use_sdk: bool = True) ->
     error_count = 0
     count = 0
 
-    def fail(message: str) -> None:
+    def note_problem(message: str) -> None:
         nonlocal error_count
         error_count += 1
         if len(errors) < MAX_ERRORS_LISTED:
@@ -324,19 +315,19 @@ def check_file(path: str | Path, kind: str = "auto", *, use_sdk: bool = True) ->
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
-                    fail(f"line {number}: not valid JSON ({exc})")
+                    note_problem(f"line {number}: not valid JSON ({exc})")
                     continue
                 if kind == "auto":
                     kind = detect_kind(row) or "auto"
                     if kind == "auto":
-                        fail(f"line {number}: cannot tell the kind of file from keys {sorted(row)[:6] if isinstance(row, dict) else type(row).__name__}")
+                        note_problem(f"line {number}: cannot tell the kind of file from keys {sorted(row)[:6] if isinstance(row, dict) else type(row).__name__}")
                         break
                 for problem in record_errors(row, kind):
-                    fail(f"line {number}: {problem}")
+                    note_problem(f"line {number}: {problem}")
         except UnicodeDecodeError as exc:
-            fail(f"the file is not UTF-8 ({exc})")
+            note_problem(f"the file is not UTF-8 ({exc})")
     if count == 0:
-        fail("the file holds no examples")
+        note_problem("the file holds no examples")
     sdk = sdk_check(path) if use_sdk and count else None
     ok = error_count == 0 and (sdk is None or sdk["is_check_passed"])
     return CheckReport(ok=ok, kind=kind, count=count, errors=errors, error_count=error_count, sdk=sdk)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from .. import protocol as P
 from ..traces import TraceProblem, iter_traces
+from ..toolsets import ToolSet, toolset_named
 from .check import is_valid_action
 from .export import AtomicJsonl, SftLineEncoder
 from .stats import DataStats
@@ -90,6 +91,10 @@ class HeldOutGuard:
 
 # ---------------------------------------------------------------------------------------------------
 # Conversations and targets, rendered in the protocol of the requested format
+
+
+def trace_toolset(trace: dict[str, Any]) -> ToolSet:
+    return toolset_named(trace.get("toolset"))
 
 
 def trace_protocol(trace: dict[str, Any]) -> str:
@@ -161,7 +166,7 @@ def _converted_turn(step: dict[str, Any], index: int, protocol: str) -> list[dic
 def tools_for(trace: dict[str, Any], fmt: str) -> list[dict[str, Any]] | None:
     if format_protocol(fmt) != "native":
         return None
-    return trace.get("tools") if trace_protocol(trace) == "native" and trace.get("tools") else P.openai_tools()
+    return trace.get("tools") if trace_protocol(trace) == "native" and trace.get("tools") else trace_toolset(trace).openai_tools()
 
 
 def iter_states(trace: dict[str, Any], fmt: str) -> Iterator[tuple[int, dict[str, Any], list[dict[str, Any]]]]:
@@ -175,7 +180,7 @@ def iter_states(trace: dict[str, Any], fmt: str) -> Iterator[tuple[int, dict[str
     if not same and messages and messages[0].get("role") == "system":
         from ..prompts import system_prompt
 
-        messages[0] = {"role": "system", "content": system_prompt(protocol)}
+        messages[0] = {"role": "system", "content": system_prompt(protocol, trace_toolset(trace).name)}
     for index, step in enumerate(trace["steps"]):
         yield index, step, messages
         if step.get("result_message") is None:  # `final` accepted: nothing follows

@@ -195,11 +195,14 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
         if run.get("reference_ceiling"):
             warnings.append(f"the {role} is the oracle, which knows the reference fixes: a reference ceiling, not a model")
     warnings += decoding_warnings(baseline.get("decoding"), candidate.get("decoding"))
+    if baseline.get("toolset", "files") != candidate.get("toolset", "files"):
+        warnings.append(f"the runs used different tool sets (baseline: {baseline.get('toolset', 'files')}, candidate: "
+                        f"{candidate.get('toolset', 'files')}): the difference is the scaffold's as much as the model's")
     return {
         "suite_id": baseline["suite_id"],
         "tasks": len(task_ids),
-        "baseline": {k: baseline.get(k) for k in ("path", "label", "decoding")},
-        "candidate": {k: candidate.get(k) for k in ("path", "label", "decoding")},
+        "baseline": {k: baseline.get(k) for k in ("path", "label", "decoding", "toolset")},
+        "candidate": {k: candidate.get(k) for k in ("path", "label", "decoding", "toolset")},
         "method": {
             "interval": f"paired bootstrap over tasks, percentile {CONFIDENCE:.0%} interval",
             "resamples": resamples, "seed": seed,

@@ -22,6 +22,7 @@ RATIO_METRICS: dict[str, tuple[str, str, str]] = {
     "parse_errors_per_run": ("parse_errors", "runs", "parse errors per rollout"),
     "runs_with_parse_error": ("runs_with_parse_error", "runs", "share of rollouts with at least one parse error"),
     "runs_writing_file": ("runs_writing_file", "runs", "share of rollouts that ever call write_file"),
+    "runs_modifying_files": ("runs_modifying_files", "runs", "share of rollouts that change a file by any tool (write_file, replace_in_file, a bash command)"),
     "refused_writes_per_run": ("refused_writes", "runs", "writes the task did not allow (tests, test data, new files) per rollout"),
     "runs_tampering": ("runs_tampering", "runs", "share of rollouts that tried to write a protected file (tests, test data, config)"),
     "loop_detections_per_run": ("loop_detections", "runs", "loop detections per rollout"),
@@ -55,6 +56,7 @@ class Outcome:
     refused_writes: int = 0
     tampered: bool = False
     stopped_early: int = 0  # steps whose generation was stopped early (all of them parse errors)
+    modified_files: bool = False
 
 
 @dataclass
@@ -66,6 +68,7 @@ class TaskTotals:
     parse_errors: int = 0
     runs_with_parse_error: int = 0
     runs_writing_file: int = 0
+    runs_modifying_files: int = 0
     loop_detections: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -85,6 +88,7 @@ class TaskTotals:
         self.parse_errors += outcome.parse_errors
         self.runs_with_parse_error += outcome.parse_errors > 0
         self.runs_writing_file += outcome.wrote_file
+        self.runs_modifying_files += outcome.modified_files
         self.loop_detections += outcome.loop_detections
         self.tokens_in += outcome.tokens_in
         self.tokens_out += outcome.tokens_out
@@ -125,6 +129,7 @@ def outcome_from_trace(trace: dict[str, Any]) -> Outcome:
         steps=len(steps),
         parse_errors=sum(1 for s in steps if s.get("parse_error")),
         wrote_file="write_file" in tool_names,
+        modified_files=any(s.get("changed_files") for s in steps) or "write_file" in tool_names,
         loop_detections=sum(1 for s in steps if s.get("loop")),
         tokens_in=sum(_count(s.get("prompt_tokens")) for s in steps),
         tokens_out=sum(_count(s.get("completion_tokens")) for s in steps),
@@ -149,6 +154,7 @@ def outcome_from_row(row: dict[str, Any]) -> Outcome:
         steps=_count(m.get("steps")),
         parse_errors=_count(m.get("parse_errors")),
         wrote_file=bool(m.get("wrote_file")),
+        modified_files=bool(m.get("modified_files", m.get("wrote_file"))),
         loop_detections=_count(m.get("loop_detections")),
         tokens_in=_count(m.get("tokens_in")),
         tokens_out=_count(m.get("tokens_out")),

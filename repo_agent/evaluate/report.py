@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json, atomic_write_text
+from ..provenance import recorded_training
 from ..traces import TraceProblem, iter_traces
 from .metrics import RATIO_METRICS, outcome_from_trace, summarize, task_totals
 
@@ -21,20 +22,6 @@ COMPARISON_SCHEMA = "repo-agent/comparison"
 
 class RunDirError(ValueError):
     pass
-
-
-def trained_task_ids(config: dict[str, Any]) -> list[str]:
-    """Training tasks recorded for the evaluated model: in config.extra_config (eval --trained-tasks)
-    or in `trained_tasks.json` of the adapter folder the fine-tuning helper wrote."""
-    extra = config.get("extra_config") or {}
-    ids = set(extra.get("trained_task_ids") or [])
-    for adapter in {(config.get("provider") or {}).get("adapter"), extra.get("adapter")} - {None}:
-        path = Path(adapter) / "trained_tasks.json"
-        try:
-            ids |= set(json.loads(path.read_text(encoding="utf-8")).get("task_ids") or [])
-        except (ValueError, OSError, AttributeError):
-            pass  # adapter gone or unreadable: the ids copied into config at eval time still count
-    return sorted(ids)
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
@@ -69,8 +56,9 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "suite_id": suite.get("suite_id") or (suite_ids[0] if suite_ids else None),
         "task_ids": suite.get("task_ids") or sorted({o.task_id for o in outcomes}),
         "tasks_sha256": suite.get("tasks_sha256"),
-        "trained_task_ids": trained_task_ids(config),
+        "trained_task_ids": recorded_training(config),
         "reference_ceiling": (config.get("provider") or {}).get("provider", first.get("provider")) == "oracle",
+        "toolset": (config.get("agent") or {}).get("toolset") or first.get("toolset") or "files",
         "outcomes": outcomes,
         "totals": task_totals(outcomes),
         "problems": [p.reason for p in problems],

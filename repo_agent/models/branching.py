@@ -18,20 +18,23 @@ from .. import protocol as P
 from .base import Model, ModelReply
 
 
-def writes_a_file(reply: ModelReply, native: bool) -> bool:
-    action = P.parse_native(reply.tool_calls) if native else P.parse_action(reply.content)
-    return isinstance(action, P.ToolCall) and action.name == "write_file"
+WRITING_TOOLS = ("write_file", "replace_in_file")  # a bash command's writes show only after it ran: no fork there
+
+
+def writes_a_file(reply: ModelReply, native: bool, schemas: dict[str, Any] = P.TOOL_SCHEMAS) -> bool:
+    action = P.parse_native(reply.tool_calls, schemas) if native else P.parse_action(reply.content, schemas=schemas)
+    return isinstance(action, P.ToolCall) and action.name in WRITING_TOOLS
 
 
 class BranchingModel:
-    def __init__(self, shared: Model, own: Model):
-        self.shared, self.own = shared, own
+    def __init__(self, shared: Model, own: Model, schemas: dict[str, Any] = P.TOOL_SCHEMAS):
+        self.shared, self.own, self.schemas = shared, own, schemas
         self.forked = False
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
         if not self.forked:
             reply = self.shared.complete(messages, tools)
-            if reply.error or not writes_a_file(reply, bool(tools)):
+            if reply.error or not writes_a_file(reply, bool(tools), self.schemas):
                 return reply
             self.forked = True
         return self.own.complete(messages, tools)

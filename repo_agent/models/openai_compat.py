@@ -39,9 +39,10 @@ def _shared_client(base_url: str | None, api_key: str, max_retries: int, timeout
 
 
 class OpenAIModel:
-    def __init__(self, config: ProviderConfig, seed: int):
+    def __init__(self, config: ProviderConfig, seed: int, tool_schemas: dict[str, Any] | None = None):
         self.config = config
         self.seed = seed
+        self.tool_schemas = tool_schemas  # the tool set a constrained reply must fit (default: files)
         self.client = _shared_client(config.base_url, resolve_api_key(config, "OPENAI_API_KEY"),
                                      config.max_retries, config.timeout_s)
 
@@ -50,7 +51,7 @@ class OpenAIModel:
 
         if tools:
             return chat_reply(self.client, self.config, self.seed, messages, tools, openai.APIError)
-        return streamed_reply(self.client, self.config, self.seed, messages, openai.APIError)
+        return streamed_reply(self.client, self.config, self.seed, messages, openai.APIError, self.tool_schemas)
 
 
 def response_format(constrained: str | None, tool_schemas: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -65,7 +66,7 @@ def response_format(constrained: str | None, tool_schemas: dict[str, Any] | None
 
 
 def streamed_reply(client: Any, config: ProviderConfig, seed: int, messages: list[dict[str, Any]],
-                   api_error: type[Exception]) -> ModelReply:
+                   api_error: type[Exception], tool_schemas: dict[str, Any] | None = None) -> ModelReply:
     """One streamed JSON-protocol reply, closed as soon as ReplyStop decides it.
 
     Usage comes in the stream's last chunk (`stream_options.include_usage`); a reply closed before it
@@ -78,7 +79,7 @@ def streamed_reply(client: Any, config: ProviderConfig, seed: int, messages: lis
     kwargs: dict[str, Any] = dict(model=config.model, messages=messages, temperature=sampling.temperature,
                                   top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=seed, stream=True,
                                   stream_options={"include_usage": True})
-    schema_format = response_format(config.constrained)
+    schema_format = response_format(config.constrained, tool_schemas)
     if schema_format:
         kwargs["response_format"] = schema_format
     started = time.monotonic()

@@ -5,8 +5,7 @@ with no LLM at all; its seed varies how it explores, and with a mistake rate it 
 proven-wrong fix first and recovers after the tests fail. The reply of a deliberate mistake is marked
 (`ModelReply.mistake`), so the trace marks that step and training never takes it as a target.
 
-This module only translates between the JSON tool set and the policy's intents: porting the teacher to
-another tool set means another `render`/`intent_of` pair, not another policy.
+How it speaks each tool set (files, edit, bash) is teacher/speech.py: the policy is the same for all.
 """
 
 from __future__ import annotations
@@ -15,12 +14,12 @@ import json
 import random
 from typing import Any
 
-from .. import protocol as P
-from ..protocol import Final, ToolCall, render_action
+from ..protocol import Final, render_action
 from ..suites.task import Suite, TaskSpec
 from ..teacher.knowledge import TaskKnowledge
 from ..teacher.mutations import KINDS, MistakeProver, WrongFix, candidates, disabled_asserts
-from ..teacher.policy import Finish, Intent, ListFiles, Read, Search, TeacherPolicy, Turn, Write, draw_plan
+from ..teacher.policy import TeacherPolicy, Write, draw_plan
+from ..teacher.speech import speech_for
 from .base import ModelReply
 
 MAX_PROOF_RUNS = 4  # wrong fixes tried (one sealed test run each) before giving up on a mistake
@@ -30,18 +29,19 @@ _KIND_WEIGHTS = {"operator_swap": 3, "off_by_one": 2, "wrong_variable": 3, "part
 
 class OracleModel:
     def __init__(self, suite: Suite, task: TaskSpec, seed: int, mistake_rate: float = 0.0,
-                 fork_of: int | None = None, sandbox: str = "auto"):
+                 fork_of: int | None = None, sandbox: str = "auto", toolset: str = "files"):
         self.suite, self.seed = suite, seed
         self.knowledge = TaskKnowledge.of(suite, task)
         self.plan = draw_plan(self.knowledge, seed, mistake_rate, fork_of)
         self.prover = MistakeProver(suite, sandbox)
         self._wrong: tuple[WrongFix | None] | None = None
+        self.speech = speech_for(toolset)
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> ModelReply:
         goal = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
         policy = TeacherPolicy(self.knowledge, self.plan, self.wrong_fix, goal)
-        intent = policy.decide(turns_of(messages))
-        action = render(intent)
+        intent = policy.decide(self.speech.turns_of(messages))
+        action = self.speech.render(intent)
         mistake = isinstance(intent, Write) and intent.mistake is not None
         if tools:  # native protocol: answer with a function call
             step = sum(1 for m in messages if m.get("role") == "assistant")
@@ -73,44 +73,3 @@ class OracleModel:
             if self.prover.fails(k, fix):
                 return fix
         return None
-
-
-def render(intent: Intent) -> ToolCall | Final:
-    """An intent as an action of the JSON tool set."""
-    if isinstance(intent, ListFiles):
-        return ToolCall("list_files", {"rel_dir": intent.rel_dir, "max_files": intent.max_files})
-    if isinstance(intent, Search):
-        return ToolCall("grep", {"pattern": intent.pattern, "rel_dir": intent.rel_dir, "max_matches": intent.max_matches})
-    if isinstance(intent, Read):
-        return ToolCall("read_file", {"rel_path": intent.path, "max_chars": intent.max_chars})
-    if isinstance(intent, Write):
-        return ToolCall("write_file", {"rel_path": intent.path, "content": intent.content})
-    return Final(summary=intent.summary)
-
-
-def intent_of(action: ToolCall | Final) -> Intent:
-    """The inverse of `render`, with the tools' defaults filled in."""
-    if isinstance(action, Final):
-        return Finish(action.summary)
-    args = action.args
-    if action.name == "list_files":
-        return ListFiles(args.get("rel_dir", "."), args.get("max_files", 200))
-    if action.name == "grep":
-        return Search(args["pattern"], args.get("rel_dir", "."), args.get("max_matches", 50))
-    if action.name == "read_file":
-        return Read(args["rel_path"], args.get("max_chars", 4000))
-    return Write(args["rel_path"], args["content"])
-
-
-def turns_of(messages: list[dict[str, Any]]) -> list[Turn]:
-    """The steps of a conversation (after the system prompt and the goal): each assistant turn parsed
-    back into an intent, with the text of the tool result that answered it."""
-    turns = []
-    body = [m for m in messages if m.get("role") != "system"][1:]
-    for reply, result in zip(body[0::2], body[1::2]):
-        action = P.parse_native(reply["tool_calls"]) if reply.get("tool_calls") else P.parse_action(reply.get("content"))
-        text = result.get("content") or ""
-        if text.startswith(P.TOOL_RESULT_PREFIX + "\n"):
-            text = text[len(P.TOOL_RESULT_PREFIX) + 1:]
-        turns.append(Turn(None if isinstance(action, P.ParseError) else intent_of(action), text))
-    return turns

@@ -40,12 +40,11 @@ def make_client(config: ProviderConfig) -> Any:
     )
 
 
-def redact(text: str, config: ProviderConfig) -> str:
+def scrub(text: str, config: ProviderConfig) -> str:
     """Belt and braces: whatever an error message contains, the key itself never leaves."""
-    import os
+    from ..secrets import known_secret_values, redact
 
-    key = os.environ.get(config.api_key_env or DEFAULT_KEY_ENV)
-    return text.replace(key, "***") if key and len(key) >= 4 else text
+    return redact(text, known_secret_values([config.api_key_env or DEFAULT_KEY_ENV]))
 
 
 class TogetherModel:
@@ -58,4 +57,4 @@ class TogetherModel:
         import together
 
         return chat_reply(self.client, self.config, self.seed, messages, tools, together.APIError,
-                          scrub=lambda text: redact(text, self.config))
+                          scrub=lambda text: scrub(text, self.config))

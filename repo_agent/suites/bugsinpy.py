@@ -215,10 +215,10 @@ def run_setup(script: str, cwd: Path, venv_bin: Path, sandbox: str = "auto") -> 
     """The bug's setup.sh, inside the sandbox: only the snapshot and the venv are writable; network is
     allowed (it may pip install), secrets are not passed."""
     from ..sandbox import interpreter_folders, resolve_sandbox
-    from ..testrun import scrubbed_env
+    from ..secrets import scrubbed_environ
 
-    env = scrubbed_env({"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv_bin.parent),
-                        "PIP_CONFIG_FILE": os.devnull})
+    env = scrubbed_environ({"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv_bin.parent),
+                            "PIP_CONFIG_FILE": os.devnull})
     env.pop("PIP_FIND_LINKS", None)
     box = resolve_sandbox(sandbox)
     if box.isolated:

@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .task import Suite, SuiteError, file_sha256, load_suite, save_suite, suite_bytes
+from ..digest import file_sha256
+from .task import Suite, SuiteError, load_suite, save_suite, suite_bytes
 
 SPLIT_RULE = "int(md5(task_id).hexdigest(), 16) % 100 < train_pct -> train"
 SIDES = ("train", "test")

@@ -11,7 +11,6 @@ reference fix, which is never copied into a workspace.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -232,8 +231,6 @@ def save_suite(suite: Suite, out_path: str | Path) -> Path:
     return out_path
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def with_tasks(suite: Suite, tasks: tuple[TaskSpec, ...], **changes: Any) -> Suite:

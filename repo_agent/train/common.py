@@ -5,7 +5,6 @@ training log and its loss curve.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,12 +64,6 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def validate_dataset(path: Path, method: str) -> str:
@@ -158,62 +151,6 @@ def plan_lengths(lengths: list[int], max_seq_len: int | None, context: int | Non
     kept = [i for i, n in enumerate(lengths) if n <= limit]
     dropped = [i for i, n in enumerate(lengths) if n > limit]
     return LengthPlan(max_length=limit, kept=kept, dropped=dropped, longest=max(lengths, default=0))
-
-
-def _ids_from_file(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return sorted({line.strip() for line in text.splitlines() if line.strip()})
-    ids = data.get("task_ids") if isinstance(data, dict) else data
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise TrainDataError(f"{path}: expected {{\"task_ids\": [...]}}, a JSON list of ids, or one id per line")
-    return sorted(set(ids))
-
-
-def _ids_from_traces(trace_dir: Path) -> list[str]:
-    ids = set()
-    for path in sorted(trace_dir.rglob("*.json")):
-        try:
-            trace = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, OSError):
-            continue  # a corrupt trace was skipped by sft-extract as well
-        if isinstance(trace, dict) and isinstance(trace.get("task_id"), str):
-            ids.add(trace["task_id"])
-    return sorted(ids)
-
-
-def _ids_from_sidecar(dataset: Path, row_count: int) -> list[str] | None:
-    from ..data.stats import meta_path
-
-    sidecar = meta_path(dataset)
-    if not sidecar.is_file():
-        return None
-    records = read_jsonl(sidecar)
-    if len(records) != row_count:
-        return None  # stale: written for another version of the dataset
-    return sorted({r["task_id"] for r in records if isinstance(r, dict) and isinstance(r.get("task_id"), str)})
-
-
-def trained_task_ids(dataset: Path, rows: list[dict[str, Any]], task_ids_file: str | None,
-                     trained_tasks_from: str | None) -> tuple[list[str] | None, str | None]:
-    """Which tasks the data came from, and how we know: an explicit file, the rows' own "metadata",
-    the provenance sidecar written by sft-extract/pairs-extract, or the trace folder. (None, None) if unknown."""
-    if task_ids_file:
-        return _ids_from_file(Path(task_ids_file)), f"--task-ids-file {task_ids_file}"
-    in_rows = {(r.get("metadata") or {}).get("task_id") for r in rows if isinstance(r.get("metadata"), dict)}
-    in_rows.discard(None)
-    if in_rows and all(isinstance(r.get("metadata"), dict) for r in rows):
-        return sorted(in_rows), "row metadata"
-    from_sidecar = _ids_from_sidecar(dataset, len(rows))
-    if from_sidecar is not None:
-        from ..data.stats import meta_path
-
-        return from_sidecar, str(meta_path(dataset))
-    if trained_tasks_from:
-        return _ids_from_traces(Path(trained_tasks_from)), f"traces in {trained_tasks_from}"
-    return None, None
 
 
 def training_provenance(dataset: Path, task_ids: list[str] | None, source: str | None,

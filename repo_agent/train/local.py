@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import atomic_write_text
+from ..digest import file_sha256
+from ..provenance import trained_task_ids
 from . import common as C
 from .checkpoints import is_main_process, resume_point, step_of
 
@@ -147,7 +149,10 @@ def build_trainer(config: C.LocalTrainConfig, callbacks: list[Any] | None = None
                                f"(the longest has {plan.longest} tokens): raise --max-seq-len")
     if all(r["tools"] is None for r in kept):
         kept = [{k: v for k, v in r.items() if k != "tools"} for r in kept]
-    task_ids, task_source = C.trained_task_ids(dataset_path, rows, config.task_ids_file, config.trained_tasks_from)
+    try:
+        task_ids, task_source = trained_task_ids(dataset_path, rows, config.task_ids_file, config.trained_tasks_from)
+    except ValueError as exc:
+        raise C.TrainDataError(str(exc)) from None
     info = {"dataset_kind": kind, "examples": len(kept), "dropped_too_long": len(plan.dropped),
             "dropped_rows": plan.dropped, "max_length": plan.max_length, "longest_example_tokens": plan.longest,
             "tokens_per_epoch": sum(lengths[i] for i in plan.kept),
@@ -209,7 +214,7 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
     line each, which incomplete ones were set aside and where the run resumes."""
     notify = notify or (lambda line: None)
     output = Path(config.output)
-    dataset_sha = C.file_sha256(Path(config.dataset))
+    dataset_sha = file_sha256(Path(config.dataset))
     settings = _settings(config, dataset_sha)
     previous, unreadable = _previous(output)
     if previous and not force:

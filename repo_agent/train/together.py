@@ -8,7 +8,6 @@ re-run: an upload or a job that already exists is reused, never paid for twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -139,36 +138,6 @@ def check_dataset(path: Path, training_method: str) -> DatasetCheck:
     return result
 
 
-def provenance_sidecar(dataset: Path) -> Path:
-    """Where sft-extract / pairs-extract put the provenance of each row: `x.jsonl` -> `x.meta.jsonl`."""
-    return dataset.with_name(f"{dataset.stem}.meta.jsonl")
-
-
-def trained_task_ids(dataset: Path) -> list[str] | None:
-    """The task ids the dataset's rows came from, read from its provenance sidecar (one line per row).
-
-    None when there is no sidecar or it does not match the file line for line (stale): a wrong list
-    would be worse than none, since eval uses it to flag train/test leakage."""
-    sidecar = provenance_sidecar(dataset)
-    if not sidecar.is_file():
-        return None
-    rows = sum(1 for line in dataset.open(encoding="utf-8") if line.strip())
-    ids: list[str] = []
-    try:
-        for line in sidecar.open(encoding="utf-8"):
-            if line.strip():
-                ids.append(str(json.loads(line)["task_id"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return sorted(set(ids)) if len(ids) == rows else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the run folder record ----------------------------------------------------------------------------

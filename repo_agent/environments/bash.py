@@ -1,0 +1,134 @@
+"""The `bash` tool set: one shell command per step in the workspace, inside the sandbox, and `submit`.
+
+A command can change anything in its workspace, so after each one the environment looks at what
+changed: changes the task does not allow (tests, test configuration, new files where none may be
+created) are undone at once and reported to the model, exactly like a refused `write_file`; the sealed
+verdict would ignore them anyway. Commands run with no network, the real home folders and the suite
+(which holds the reference fixes) hidden, memory and file-size limits, a pids cgroup as root, and a
+timeout; their output is capped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..protocol import ToolCall
+from ..sandbox import Sandbox, SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox, source_folders
+from ..suites.rules import REFUSED_PROTECTED
+from ..suites.task import Suite, TaskSpec
+from ..testrun import MEMORY_LIMIT_BYTES, OUTPUT_LIMIT_BYTES, TestReport, scrubbed_env
+from ..tools import ToolOutcome
+from ..toolsets import BASH_OUTPUT_CHARS, BASH_TIMEOUT_S, ToolSet
+from ..workspace import TaskWorkspace, file_states
+
+READ_LIMIT_BYTES = 4 * 1024**2  # a command printing more than this is killed: its output is capped anyway
+_LAUNCH = 'ulimit -v {mem_kb} 2>/dev/null; ulimit -f {file_blocks} 2>/dev/null; eval "$REPO_AGENT_COMMAND"'
+
+
+@dataclass
+class BashEnvironment:
+    workspace: TaskWorkspace
+    toolset: ToolSet
+
+    @classmethod
+    def open(cls, suite: Suite, task: TaskSpec, toolset: ToolSet, sandbox: str) -> "BashEnvironment":
+        box = resolve_sandbox(sandbox)
+        if not box.isolated and sandbox != "none":
+            raise SandboxUnavailable(f"the bash tool set runs the model's commands and needs bubblewrap ({box.note}); "
+                                     "--sandbox none runs them unisolated, if you accept that")
+        return cls(TaskWorkspace.create(suite, task, box), toolset)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.workspace.sandbox
+
+    def execute(self, action: ToolCall) -> ToolOutcome:
+        if action.name != "bash":
+            return ToolOutcome(False, f"ERROR: {action.name} is not a command")
+        before = file_states(self.workspace.root)
+        output, code, killed = self._run(action.args["command"])
+        after = file_states(self.workspace.root)
+        changed = tuple(sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p)))
+        undone = self.workspace.undo_ignored()
+        text = output if len(output) <= BASH_OUTPUT_CHARS else (
+            output[:BASH_OUTPUT_CHARS] + f"\n... [truncated: showing {BASH_OUTPUT_CHARS} of {len(output)}+ chars]")
+        text = (text.rstrip("\n") + "\n" if text.strip() else "(no output)\n") + (killed or f"[exit code {code}]")
+        refused = None
+        if undone:
+            kinds = {kind for _, kind in undone}
+            refused = REFUSED_PROTECTED if REFUSED_PROTECTED in kinds else kinds.pop()
+            text += ("\n[undone] tests and test configuration are read-only in this task, and new files are not allowed "
+                     f"here: {', '.join(path for path, _ in undone)} restored")
+        return ToolOutcome(not killed, text, refused=refused, refused_paths=tuple(p for p, _ in undone),
+                           changed=tuple(p for p in changed if p not in {u for u, _ in undone}))
+
+    def _run(self, command: str) -> tuple[str, int | None, str | None]:
+        """(output, exit code, why it was killed or None)."""
+        root = self.workspace.root
+        launch = _LAUNCH.format(mem_kb=MEMORY_LIMIT_BYTES // 1024, file_blocks=OUTPUT_LIMIT_BYTES // 1024)
+        env = scrubbed_env({"REPO_AGENT_COMMAND": command,
+                            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])})
+        if self.sandbox.isolated:
+            env["HOME"] = "/tmp/home"
+        argv = self.sandbox.wrap(["bash", "-c", launch], workdir=root, hide=source_folders(self.workspace.suite.root),
+                                 visible=interpreter_folders(sys.executable))
+        cgroup = new_pids_cgroup()
+        if cgroup is not None:
+            argv = cgroup.wrap(argv)
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        chunks: list[bytes] = []
+        overflow = threading.Event()
+
+        def drain() -> None:
+            size = 0
+            assert proc.stdout is not None
+            for block in iter(lambda: proc.stdout.read(65536), b""):
+                if size < READ_LIMIT_BYTES:
+                    chunks.append(block)
+                size += len(block)
+                if size > READ_LIMIT_BYTES:
+                    overflow.set()
+                    _kill(proc.pid)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        killed = None
+        try:
+            proc.wait(timeout=BASH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            killed = f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]"
+        finally:
+            _kill(proc.pid)
+            if cgroup is not None:
+                cgroup.close()
+            proc.wait()
+            reader.join(timeout=10)
+        if overflow.is_set():
+            killed = f"[killed: the command printed more than {READ_LIMIT_BYTES // 1024**2} MB]"
+        return b"".join(chunks).decode("utf-8", errors="replace"), proc.returncode, killed
+
+    def run_tests(self, fail_fast: bool = False) -> TestReport:
+        return self.workspace.run_tests(fail_fast)
+
+    def final_diff(self) -> str:
+        return self.workspace.final_diff()
+
+    def ignored_changes(self) -> list[str]:
+        return self.workspace.ignored_changes()
+
+    def close(self) -> None:
+        self.workspace.cleanup()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
