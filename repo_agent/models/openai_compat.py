@@ -5,7 +5,7 @@ SDK's own (exponential backoff, bounded by `max_retries`); a final failure becom
 JSON-protocol replies are streamed (`stream=True`) so that the stream can be closed as soon as the
 reply is decided (protocol_prefix.ReplyStop): at the end of its first complete JSON object (one action
 per reply) or, with early stop, when it can no longer become a valid action. Closing the stream drops
-the connection, which vLLM, SGLang and llama.cpp's server take as the request being cancelled. With
+the connection; a server that notices stops generating (`transformers serve` did, tried here). With
 `constrained="json"` the request carries `response_format` with the JSON schema of the action union.
 Native-protocol replies (function calling) are not streamed.
 """
