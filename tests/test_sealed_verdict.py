@@ -279,3 +279,11 @@ def test_a_program_cannot_read_the_reference_fix_from_the_suite(cli, tmp_path):
     trace = episode(cli, tmp_path, [write("python_programs/gcd.py", READ_THE_FIX), FINAL])
     assert_not_passed(trace)
     assert "FileNotFoundError" in trace["verdict"]["summary"] or trace["verdict"]["outcome"] == "tests_missing"
+
+
+def test_suite_check_shows_what_a_model_may_change(cli):
+    result = cli("suite", "check", "--suite", BUNDLED_SUITE)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "19 task(s): editable python_programs/; protected python_testcases/, json_testcases/, conftest.py" in said
+    assert "new files none; expected tests recorded for 19" in said

@@ -130,8 +130,10 @@ def check(
             paths += [derived_path(path, s) for s in SIDES if derived_path(path, s).is_file()]
     bad = 0
     for path in dict.fromkeys(paths):
+        loaded = None
         try:
-            problems = static_problems(load_suite(path)) + check_derived(path)
+            loaded = load_suite(path)
+            problems = static_problems(loaded) + check_derived(path)
         except SuiteError as exc:
             problems = [str(exc)]
         bad += bool(problems)
@@ -139,10 +141,31 @@ def check(
         console.print(f"{path}: {status}")
         for problem in problems:
             console.print(f"  - {problem}", soft_wrap=True)
+        if loaded is not None:
+            _print_write_rules(loaded)
     overlap = check_overlap(list(dict.fromkeys(paths)))
     for problem in overlap:
         console.print(f"[red]overlap:[/red] {problem}", soft_wrap=True)
     raise typer.Exit(1 if bad or overlap else 0)
+
+
+def _print_write_rules(suite) -> None:
+    """What a model may change in this suite's tasks, grouped by identical rules (the sealed verdict's input)."""
+    from rich.markup import escape
+
+    from ..suites.rules import DEFAULT_PROTECTED
+
+    groups: dict[tuple, list[str]] = {}
+    for task in suite.tasks:
+        rules = task.rules
+        key = (rules.editable, tuple(p for p in rules.protected if p not in task.test.args), rules.new_files)
+        groups.setdefault(key, []).append(task.task_id)
+    for (editable, protected, new_files), tasks in groups.items():
+        expected = sum(1 for t in suite.tasks if t.task_id in tasks and t.expected_tests is not None)
+        console.print(f"  {len(tasks)} task(s): editable {escape(', '.join(editable))}; protected "
+                      f"{escape(', '.join(protected) or '-')} + each task's test files + the defaults "
+                      f"({len(DEFAULT_PROTECTED)} patterns: tests, conftest, pytest/tox/setup config, start-up hooks, VCS); "
+                      f"new files {escape(', '.join(new_files) or 'none')}; expected tests recorded for {expected}", soft_wrap=True)
 
 
 @suite_app.command("validate")
