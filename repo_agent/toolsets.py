@@ -90,23 +90,18 @@ FILES_RULES = ("- Paths are relative to the workspace root. write_file replaces 
 FILES = ToolSet(name="files", schemas=P.TOOL_SCHEMAS, prompt_version=2, rules=FILES_RULES,
                 file_tools=frozenset({"write_file"}))
 
+def _with_line_range(read_file: dict[str, Any]) -> dict[str, Any]:
+    """The files tool set's read_file, plus an optional numbered line range."""
+    spec = json.loads(json.dumps(read_file))
+    spec["description"] = "Read a text file of the workspace, whole or lines start_line..end_line (1-based, inclusive; numbered)."
+    spec["parameters"]["properties"].update(start_line={"type": "integer", "minimum": 1}, end_line={"type": "integer", "minimum": 1})
+    spec["example"] = {"rel_path": "src/report.py", "start_line": 1, "end_line": 40}
+    return spec
+
+
 _EDIT_SCHEMAS: dict[str, dict[str, Any]] = {
     "list_files": P.TOOL_SCHEMAS["list_files"],
-    "read_file": {
-        "description": "Read a text file of the workspace, whole or lines start_line..end_line (1-based, inclusive; numbered).",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "rel_path": {"type": "string", "minLength": 1},
-                "max_chars": {"type": "integer", "minimum": 1, "maximum": 200000},
-                "start_line": {"type": "integer", "minimum": 1},
-                "end_line": {"type": "integer", "minimum": 1},
-            },
-            "required": ["rel_path"],
-            "additionalProperties": False,
-        },
-        "example": {"rel_path": "src/report.py", "start_line": 1, "end_line": 40},
-    },
+    "read_file": _with_line_range(P.TOOL_SCHEMAS["read_file"]),
     "grep": P.TOOL_SCHEMAS["grep"],
     "write_file": P.TOOL_SCHEMAS["write_file"],
     "replace_in_file": {

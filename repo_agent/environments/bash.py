@@ -19,23 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..protocol import ToolCall
-from ..sandbox import Sandbox, SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox, source_folders
+from ..sandbox import SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox, source_folders
 from ..suites.rules import REFUSED_PROTECTED
 from ..suites.task import Suite, TaskSpec
-from ..testrun import MEMORY_LIMIT_BYTES, OUTPUT_LIMIT_BYTES, TestReport, scrubbed_env
+from ..testrun import MEMORY_LIMIT_BYTES, OUTPUT_LIMIT_BYTES, scrubbed_env
 from ..tools import ToolOutcome
 from ..toolsets import BASH_OUTPUT_CHARS, BASH_TIMEOUT_S, ToolSet
 from ..workspace import TaskWorkspace, file_states
+from .files import WorkspaceEnvironment
 
 READ_LIMIT_BYTES = 4 * 1024**2  # a command printing more than this is killed: its output is capped anyway
 _LAUNCH = 'ulimit -v {mem_kb} 2>/dev/null; ulimit -f {file_blocks} 2>/dev/null; eval "$REPO_AGENT_COMMAND"'
 
 
 @dataclass
-class BashEnvironment:
-    workspace: TaskWorkspace
-    toolset: ToolSet
-
+class BashEnvironment(WorkspaceEnvironment):
     @classmethod
     def open(cls, suite: Suite, task: TaskSpec, toolset: ToolSet, sandbox: str) -> "BashEnvironment":
         box = resolve_sandbox(sandbox)
@@ -43,10 +41,6 @@ class BashEnvironment:
             raise SandboxUnavailable(f"the bash tool set runs the model's commands and needs bubblewrap ({box.note}); "
                                      "--sandbox none runs them unisolated, if you accept that")
         return cls(TaskWorkspace.create(suite, task, box), toolset)
-
-    @property
-    def sandbox(self) -> Sandbox:
-        return self.workspace.sandbox
 
     def execute(self, action: ToolCall) -> ToolOutcome:
         if action.name != "bash":
@@ -113,18 +107,6 @@ class BashEnvironment:
         if overflow.is_set():
             killed = f"[killed: the command printed more than {READ_LIMIT_BYTES // 1024**2} MB]"
         return b"".join(chunks).decode("utf-8", errors="replace"), proc.returncode, killed
-
-    def run_tests(self, fail_fast: bool = False) -> TestReport:
-        return self.workspace.run_tests(fail_fast)
-
-    def final_diff(self) -> str:
-        return self.workspace.final_diff()
-
-    def ignored_changes(self) -> list[str]:
-        return self.workspace.ignored_changes()
-
-    def close(self) -> None:
-        self.workspace.cleanup()
 
 
 def _kill(pid: int) -> None:

@@ -14,20 +14,15 @@ from ..workspace import TaskWorkspace
 
 
 @dataclass
-class FilesEnvironment:
+class WorkspaceEnvironment:
+    """What every environment over a TaskWorkspace shares: the sealed verdict, the diff, the cleanup."""
+
     workspace: TaskWorkspace
     toolset: ToolSet
-
-    @classmethod
-    def open(cls, suite: Suite, task: TaskSpec, toolset: ToolSet, sandbox: str) -> "FilesEnvironment":
-        return cls(TaskWorkspace.create(suite, task, sandbox), toolset)
 
     @property
     def sandbox(self) -> Sandbox:
         return self.workspace.sandbox
-
-    def execute(self, action: ToolCall) -> ToolOutcome:
-        return run_tool(self.workspace.root, action.name, action.args, guard=self.workspace.refusal)
 
     def run_tests(self, fail_fast: bool = False) -> TestReport:
         return self.workspace.run_tests(fail_fast)
@@ -40,3 +35,13 @@ class FilesEnvironment:
 
     def close(self) -> None:
         self.workspace.cleanup()
+
+
+@dataclass
+class FilesEnvironment(WorkspaceEnvironment):
+    @classmethod
+    def open(cls, suite: Suite, task: TaskSpec, toolset: ToolSet, sandbox: str) -> "FilesEnvironment":
+        return cls(TaskWorkspace.create(suite, task, sandbox), toolset)
+
+    def execute(self, action: ToolCall) -> ToolOutcome:
+        return run_tool(self.workspace.root, action.name, action.args, guard=self.workspace.refusal)
