@@ -162,6 +162,57 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+convert_app = typer.Typer(help="Convert benchmark records between formats.", no_args_is_help=True)
+suite_app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("bugsinpy-to-swebench")
+def convert_bugsinpy_to_swebench(
+    root: Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)],
+    projects: Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")],
+    out: Annotated[Path, typer.Option("--out", help="Instance records to write (JSON Lines; parquet if the name ends in .parquet).")],
+    repos_dir: Annotated[Optional[Path], typer.Option("--repos-dir", help="Folder with one git clone per project (<dir>/youtube-dl).", exists=True, file_okay=False)] = None,
+    bugs: Annotated[Optional[str], typer.Option("--bugs", help="Comma-separated bug numbers (default: all).")] = None,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Where bug snapshots and venvs go (default <cache>/bugsinpy).")] = None,
+    use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv.")] = False,
+    pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
+    per_test_timeout: PerTestTimeoutOpt = None,
+    sandbox: O.SandboxOpt = "auto",
+) -> None:
+    """Each BugsInPy bug as a SWE-bench instance record: fix patch, test patch (buggy -> fixed test files), the
+    failing tests as FAIL_TO_PASS, the other tests of those files that pass with and without the fix as
+    PASS_TO_PASS (two sealed runs per bug). Build a suite from them with `suite build swebench`."""
+    from ..data.export import AtomicJsonl
+    from ..suites.bugsinpy import BuildOptions
+    from ..suites.to_swebench import convert_bugsinpy
+
+    options = BuildOptions(
+        work_dir=work_dir or default_work_dir("bugsinpy"), repos_dir=repos_dir, use_current_python=use_current_python,
+        pythons_dir=pythons_dir, per_test_timeout=per_test_timeout or 60.0,
+        bugs=tuple(b.strip() for b in (bugs or "").split(",") if b.strip()), sandbox=sandbox)
+    _check_sandbox(sandbox)
+    try:
+        result = convert_bugsinpy(root, [p.strip() for p in projects.split(",") if p.strip()], options, sandbox)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/yellow] {_escape(warning)}", soft_wrap=True)
+    for skip in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
+    if not result.instances:
+        fail("no bug could be converted", code=1)
+    records = [i.to_record() for i in result.instances]
+    if out.suffix == ".parquet":
+        from ..data.swebench_export import write_parquet
+
+        write_parquet(records, out)
+    else:
+        with AtomicJsonl(out) as writer:
+            writer.write_all(records)
+            writer.commit()
+    console.print(f"wrote {out} with {len(records)} instances ({len(result.skipped)} skipped)")
+
+
 @suite_app.command("split")
 def split(
     suite: O.SuiteOpt,

@@ -180,9 +180,9 @@ def _snapshot(repo, commit: str, dest: Path) -> None:
     import git
 
     try:
-        sha = repo.commit(commit).hexsha
-    except (ValueError, git.BadName, git.GitCommandError) as exc:
-        raise InstanceDefect(f"base_commit {commit} is not in the clone at {repo.working_dir or repo.git_dir} ({exc}); fetch it first") from None
+        sha = repo.git.rev_parse("--verify", "--quiet", f"{commit}^{{commit}}").strip()
+    except (ValueError, git.BadName, git.GitCommandError):
+        raise InstanceDefect(f"base_commit {commit} is not in the clone at {repo.working_dir or repo.git_dir}; fetch it first") from None
     archive_commit(repo, sha, dest)
 
 

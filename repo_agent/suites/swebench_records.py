@@ -48,7 +48,7 @@ class Instance:
 
 
 def instance_from_record(record: dict[str, Any]) -> Instance:
-    missing = [f for f in REQUIRED if not record.get(f)]
+    missing = [f for f in REQUIRED if record.get(f) is None or (f != "FAIL_TO_PASS" and not record.get(f))]
     if missing:
         raise InstanceDefect(f"record lacks {', '.join(missing)}")
     try:
