@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +44,8 @@ SUMMARY_MAX_CHARS = 600
 MAX_RECORD_BYTES = 64 * 1024
 MAX_RECORDS = 200_000
 CHILD_DIR = Path(__file__).resolve().parent / "_child"
+MAX_FILE_BINDS = 2000  # bubblewrap refuses more than 9000 arguments; each bind takes three
+CONFIG_ARG_LIMIT = 64 * 1024  # a longer bootstrap config (thousands of protected files) goes through a file
 OUTCOMES = ("passed", "failed", "tests_missing", "error")
 
 ExpectedTests = tuple[tuple[str, "str | None", "str | None"], ...]
@@ -225,8 +228,58 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
         env["HOME"] = "/tmp/home"
     cmd = pytest_command(spec, fail_fast, readonly)
     python = spec.python or sys.executable
-    cmd = box.wrap(cmd, workdir=root, readonly=[p for p in readonly if p.exists()], hide=hide,
-                   visible=[*interpreter_folders(python), CHILD_DIR])
+    binds = _fewer_binds(root, [p for p in readonly if p.exists()])
+    config_dir = _config_through_file(cmd, binds)
+    try:
+        return _run_wrapped(root, spec, box.wrap(cmd, workdir=root, readonly=binds, hide=hide,
+                                                 visible=[*interpreter_folders(python), CHILD_DIR]),
+                            box, env, (result_r, result_w, key_r), key, expected, resolution, started)
+    finally:
+        if config_dir is not None:
+            shutil.rmtree(config_dir, ignore_errors=True)
+
+
+def _fewer_binds(root: Path, files: list[Path], limit: int = MAX_FILE_BINDS) -> list[Path]:
+    """bubblewrap takes at most 9000 arguments, so thousands of read-only files (a large repository's
+    test tree) are bound as the highest folders all of whose files are read-only; files beside writable
+    ones keep their own bind. (Tests then cannot create files inside such a folder either.)"""
+    if len(files) <= limit:
+        return files
+    readonly = set(files)
+    whole: dict[Path, bool] = {}
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        folder = Path(dirpath)
+        whole[folder] = bool(filenames or dirnames) and all(folder / f in readonly for f in filenames) \
+            and all(whole.get(folder / d, False) for d in dirnames)
+    chosen: dict[Path, None] = {}
+    for path in files:
+        top = None
+        for parent in path.parents:
+            if parent == root or root not in parent.parents:
+                break
+            if whole.get(parent):
+                top = parent
+        chosen[top or path] = None
+    return list(chosen)
+
+
+def _config_through_file(cmd: list[str], binds: list[Path]) -> Path | None:
+    """One argument holds at most 128 KiB (MAX_ARG_STRLEN): a longer bootstrap config (thousands of
+    protected files) goes into a private file, bound read-only into the sandbox, named as `@path`."""
+    if len(cmd[3]) <= CONFIG_ARG_LIMIT:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="repo-agent-config-"))
+    (folder / "config.json").write_text(cmd[3], encoding="utf-8")
+    os.chmod(folder, 0o755)
+    os.chmod(folder / "config.json", 0o644)
+    cmd[3] = "@" + str(folder / "config.json")
+    binds.append(folder / "config.json")
+    return folder
+
+
+def _run_wrapped(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, env: dict[str, str], fds: tuple[int, int, int],
+                 key: bytes, expected: ExpectedTests | None, resolution: Resolution | None, started: float) -> TestReport:
+    result_r, result_w, key_r = fds
     cgroup = new_pids_cgroup()
     if cgroup is not None:
         cmd = cgroup.wrap(cmd)

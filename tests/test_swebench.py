@@ -326,3 +326,24 @@ def test_an_unknown_repository_gets_a_venv_with_itself_installed_from_its_metada
     gold, _ = sealed(suite, "acme__calc-2", suite.reference_text(suite.task("acme__calc-2")))
     careless, _ = sealed(suite, "acme__calc-2", {"calc/text.py": CARELESS_SLUGIFY})
     assert (gold.outcome, careless.outcome) == ("passed", "failed")  # the workspace's code, not the installed copy
+
+
+def test_a_run_with_thousands_of_read_only_files_starts_and_guards_them(tmp_path):
+    """A large repository's test tree (Django's has thousands of files) makes the bootstrap config longer
+    than one argument may be; it then travels through a read-only file."""
+    from repo_agent.suites.task import TestSpec
+    from repo_agent.testrun import CONFIG_ARG_LIMIT, run_tests
+
+    data = tmp_path / "data"
+    data.mkdir()
+    files = [data / f"fixture_file_with_a_rather_long_name_{i:05d}.txt" for i in range(3000)]
+    for path in files:
+        path.write_text("pristine\n")
+    assert sum(len(str(p)) for p in files) > 2 * CONFIG_ARG_LIMIT
+    (tmp_path / "test_big.py").write_text(
+        "from pathlib import Path\n\n\ndef test_guarded():\n    target = Path('data/fixture_file_with_a_rather_long_name_02999.txt')\n"
+        "    try:\n        target.write_text('changed')\n    except OSError:\n        pass\n"
+        "    assert target.read_text() == 'pristine\\n'\n")
+    report = run_tests(tmp_path, TestSpec(args=("test_big.py",), per_test_timeout=60), sandbox="auto", readonly=files)
+    assert report.outcome == "passed", report.summary
+    assert files[-1].read_text() == "pristine\n"

@@ -60,7 +60,11 @@ def _install_write_guard(protected):
 
 
 def main():
-    config = json.loads(sys.argv[1])
+    raw = sys.argv[1]
+    if raw.startswith("@"):  # a config too long for one argument, in a read-only file
+        with open(raw[1:], encoding="utf-8") as handle:
+            raw = handle.read()
+    config = json.loads(raw)
     _limit("RLIMIT_AS", config.get("memory_bytes"))
     _limit("RLIMIT_CPU", config.get("cpu_seconds"))
     _limit("RLIMIT_FSIZE", config.get("file_bytes"))
