@@ -213,6 +213,9 @@ def static_problems(suite: Suite) -> list[str]:
                 problems.append(f"{task.task_id}: reference {src} not found under {suite.root}")
             if ws_path not in task.target_files:
                 problems.append(f"{task.task_id}: reference {ws_path} is not a target file")
+        for ws_path, src in task.sealed_overlay:
+            if src is not None and not (suite.root / src).is_file():
+                problems.append(f"{task.task_id}: sealed overlay {src} (for {ws_path}) not found under {suite.root}")
     return problems
 
 
