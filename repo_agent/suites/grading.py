@@ -14,8 +14,9 @@ The vocabulary is SWE-bench's (PASSED, FAILED, SKIPPED, ERROR, XFAIL) and so are
 
 `tests/test_swebench_grading.py` checks every rule against the package's own functions where it is
 installed. The log parsers read the output of the runs SWE-bench's harness makes (`pytest -rA`, Django's
-`runtests.py --verbosity 2`) into the same map; repo-agent's own verdicts do not need them (their
-statuses arrive signed, testrun.py) but use them to say what the official harness would have read.
+`runtests.py --verbosity 2`) into the same map. repo-agent's verdicts do not read logs (their statuses
+arrive signed, testrun.py); the parsers say what the official harness reads from a log, and the tests
+use them to show that on one run it reads exactly the signed statuses.
 """
 
 from __future__ import annotations
@@ -188,5 +189,3 @@ def parse_django_log(log: str) -> dict[str, str]:
             statuses[match.group(1)] = PASSED
     return statuses
 
-
-LOG_PARSERS = {"pytest": parse_pytest_log, "django": parse_django_log}

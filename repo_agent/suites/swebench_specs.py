@@ -38,7 +38,7 @@ class RepoSpec:
     test_args: tuple[str, ...] = ()  # fixed arguments before the test labels (unittest: the script first)
     labels: str = "files"  # files: test files as pytest paths; django: tests/a/b.py -> a.b
     pythonpath: tuple[str, ...] = (".",)  # workspace folders first on the import path ("src" for src layouts)
-    log_parser: str = "pytest"  # the official harness's parser for this repo (grading.LOG_PARSERS)
+    log_parser: str = "pytest"  # the official harness's parser for this repo (recorded in the task's meta)
     known: bool = True  # False: the fallback for a repo/version not in the table
 
     def check(self, where: str) -> "RepoSpec":
@@ -116,12 +116,3 @@ def resolve_spec(repo: str, version: str, overrides: dict[str, dict[str, dict[st
             return replace(spec, python=python) if python else spec
     return RepoSpec(python=python, known=False)
 
-
-def describe_table() -> list[tuple[str, str, str, str]]:
-    """(repo, versions, python, runner) rows for the README and `--help`."""
-    rows = []
-    for repo, versions in TABLE.items():
-        for version, values in versions.items():
-            spec = _spec(values, repo)
-            rows.append((repo, version, spec.python or "running", spec.runner))
-    return rows
