@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,8 @@ from typing import Any, Iterable
 
 from .sandbox import Sandbox, interpreter_folders, new_pids_cgroup, resolve_sandbox
 from .secrets import scrubbed_environ
-from .suites.task import TestSpec
+from .suites import grading
+from .suites.task import Resolution, TestSpec
 
 MEMORY_LIMIT_BYTES = int(os.environ.get("REPO_AGENT_TEST_MEMORY_BYTES", 4 * 1024**3))
 OUTPUT_LIMIT_BYTES = int(os.environ.get("REPO_AGENT_TEST_OUTPUT_BYTES", 8 * 1024**2))
@@ -42,6 +44,8 @@ SUMMARY_MAX_CHARS = 600
 MAX_RECORD_BYTES = 64 * 1024
 MAX_RECORDS = 200_000
 CHILD_DIR = Path(__file__).resolve().parent / "_child"
+MAX_FILE_BINDS = 2000  # bubblewrap refuses more than 9000 arguments; each bind takes three
+CONFIG_ARG_LIMIT = 64 * 1024  # a longer bootstrap config (thousands of protected files) goes through a file
 OUTCOMES = ("passed", "failed", "tests_missing", "error")
 
 ExpectedTests = tuple[tuple[str, "str | None", "str | None"], ...]
@@ -68,6 +72,8 @@ class TestReport:
     collected: dict[str, dict[str, Any]] = field(default_factory=dict)  # test id -> {params, defined_in}
     sandbox: str = "none"
     output_tail: str = ""
+    # SWE-bench-style tasks only: {status, FAIL_TO_PASS: {success, failure}, PASS_TO_PASS: {...}} (grading.py)
+    resolution: dict[str, Any] | None = None
 
     @property
     def total(self) -> int:
@@ -102,6 +108,7 @@ class TestReport:
             "integrity": self.integrity,
             "tests": dict(list(self.tests.items())[:500]),
             "summary": self.summary,
+            **({"resolution": self.resolution} if self.resolution is not None else {}),
         }
 
 
@@ -128,8 +135,12 @@ def _user_process_count() -> int:
 
 
 def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = ()) -> list[str]:
+    """The test process's command: our bootstrap, then pytest (or, for `runner: unittest`, the task's
+    runner script or module, whose unittest results our hook streams instead of the pytest plugin)."""
     python = spec.python or sys.executable
     config = {
+        "runner": spec.runner,
+        "per_test_timeout": spec.per_test_timeout,
         "memory_bytes": MEMORY_LIMIT_BYTES,
         "cpu_seconds": int(spec.total_timeout) + 10,
         "file_bytes": OUTPUT_LIMIT_BYTES,
@@ -138,6 +149,10 @@ def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = 
         "protected": [str(p) for p in protected],
     }
     launcher = (f"import sys; sys.path.append({str(CHILD_DIR)!r}); import repo_agent_bootstrap")
+    if spec.runner == "unittest":
+        return [python, "-c", launcher, json.dumps(config), *spec.args]
+    if spec.runner != "pytest":
+        raise ValueError(f"unknown test runner {spec.runner!r} (pytest or unittest)")
     args = [python, "-c", launcher, json.dumps(config),
             "-q", "-p", "pytest_timeout", "-p", "no:cacheprovider", "-p", "no:junitxml", "--rootdir=.",
             "-o", "addopts=", f"--timeout={spec.per_test_timeout}", "--timeout-method=signal"]
@@ -157,13 +172,16 @@ def set_test_concurrency(slots: int) -> None:
 
 
 def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False, *, sandbox: Sandbox | str = "auto",
-              expected: ExpectedTests | None = None, readonly: Iterable[Path] = (), hide: Iterable[Path] = ()) -> TestReport:
+              expected: ExpectedTests | None = None, readonly: Iterable[Path] = (), hide: Iterable[Path] = (),
+              resolution: Resolution | None = None) -> TestReport:
     """Run `spec` in `root`. Never raises for test failures, crashes or hangs. `readonly` files are
     bound read-only in the sandbox and write-guarded without one (the caller checks them afterwards);
-    `hide` folders (the suite's, which hold the reference fixes) are empty inside the sandbox."""
+    `hide` folders (the suite's, which hold the reference fixes) are empty inside the sandbox. With a
+    `resolution` only its tests decide (SWE-bench's rule), and the run never stops at a first failure."""
     box = resolve_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     with _TEST_SLOTS:
-        return _run_tests(Path(root), spec, fail_fast, box, expected, [Path(p) for p in readonly], list(hide))
+        return _run_tests(Path(root), spec, fail_fast and resolution is None, box, expected,
+                          [Path(p) for p in readonly], list(hide), resolution)
 
 
 class _RecordReader(threading.Thread):
@@ -195,7 +213,7 @@ class _RecordReader(threading.Thread):
 
 
 def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expected: ExpectedTests | None,
-               readonly: list[Path], hide: list[Path]) -> TestReport:
+               readonly: list[Path], hide: list[Path], resolution: Resolution | None = None) -> TestReport:
     started = time.monotonic()
     key = secrets.token_bytes(32)
     result_r, result_w = os.pipe()
@@ -204,12 +222,64 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
     os.close(key_w)
     env = scrubbed_env(dict(spec.env))
     env.update(REPO_AGENT_RESULT_FD=str(result_w), REPO_AGENT_KEY_FD=str(key_r))
+    if spec.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(str(root / folder) for folder in spec.pythonpath)
     if box.isolated:
         env["HOME"] = "/tmp/home"
     cmd = pytest_command(spec, fail_fast, readonly)
     python = spec.python or sys.executable
-    cmd = box.wrap(cmd, workdir=root, readonly=[p for p in readonly if p.exists()], hide=hide,
-                   visible=[*interpreter_folders(python), CHILD_DIR])
+    binds = _fewer_binds(root, [p for p in readonly if p.exists()])
+    config_dir = _config_through_file(cmd, binds)
+    try:
+        return _run_wrapped(root, spec, box.wrap(cmd, workdir=root, readonly=binds, hide=hide,
+                                                 visible=[*interpreter_folders(python), CHILD_DIR]),
+                            box, env, (result_r, result_w, key_r), key, expected, resolution, started)
+    finally:
+        if config_dir is not None:
+            shutil.rmtree(config_dir, ignore_errors=True)
+
+
+def _fewer_binds(root: Path, files: list[Path], limit: int = MAX_FILE_BINDS) -> list[Path]:
+    """bubblewrap takes at most 9000 arguments, so thousands of read-only files (a large repository's
+    test tree) are bound as the highest folders all of whose files are read-only; files beside writable
+    ones keep their own bind. (Tests then cannot create files inside such a folder either.)"""
+    if len(files) <= limit:
+        return files
+    readonly = set(files)
+    whole: dict[Path, bool] = {}
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        folder = Path(dirpath)
+        whole[folder] = bool(filenames or dirnames) and all(folder / f in readonly for f in filenames) \
+            and all(whole.get(folder / d, False) for d in dirnames)
+    chosen: dict[Path, None] = {}
+    for path in files:
+        top = None
+        for parent in path.parents:
+            if parent == root or root not in parent.parents:
+                break
+            if whole.get(parent):
+                top = parent
+        chosen[top or path] = None
+    return list(chosen)
+
+
+def _config_through_file(cmd: list[str], binds: list[Path]) -> Path | None:
+    """One argument holds at most 128 KiB (MAX_ARG_STRLEN): a longer bootstrap config (thousands of
+    protected files) goes into a private file, bound read-only into the sandbox, named as `@path`."""
+    if len(cmd[3]) <= CONFIG_ARG_LIMIT:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="repo-agent-config-"))
+    (folder / "config.json").write_text(cmd[3], encoding="utf-8")
+    os.chmod(folder, 0o755)
+    os.chmod(folder / "config.json", 0o644)
+    cmd[3] = "@" + str(folder / "config.json")
+    binds.append(folder / "config.json")
+    return folder
+
+
+def _run_wrapped(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, env: dict[str, str], fds: tuple[int, int, int],
+                 key: bytes, expected: ExpectedTests | None, resolution: Resolution | None, started: float) -> TestReport:
+    result_r, result_w, key_r = fds
     cgroup = new_pids_cgroup()
     if cgroup is not None:
         cmd = cgroup.wrap(cmd)
@@ -238,7 +308,7 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
     if reader.overflow:
         problems.append(f"more than {MAX_RECORDS} result records")
     report = decide(records, problems, exit_code=proc.returncode, run_timed_out=timed_out,
-                    total_timeout=spec.total_timeout, expected=expected, output_tail=tail)
+                    total_timeout=spec.total_timeout, expected=expected, output_tail=tail, resolution=resolution)
     report.sandbox = box.kind
     report.duration_s = time.monotonic() - started
     return report
@@ -313,9 +383,63 @@ def _test_statuses(records: list[dict[str, Any]], problems: list[str]) -> tuple[
     return status, messages, timeouts
 
 
+def swebench_statuses(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Test name -> SWE-bench status (grading.py) from authentic records, under every name SWE-bench may
+    use for it: the id, the first line of a unittest docstring (what Django's verbose runner prints in its
+    place), and both Python forms of a unittest name. A non-strict xpass gets no status, as in SWE-bench
+    (its log parser knows no XPASS)."""
+    phases: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if r.get("e") == "test":
+            phases.setdefault(str(r.get("id")), {}).setdefault(str(r.get("when")), r)
+    statuses: dict[str, str] = {}
+    rank = {grading.PASSED: 0, grading.XFAIL: 0, grading.SKIPPED: 1, grading.FAILED: 2, grading.ERROR: 2}
+    for test_id, by_when in phases.items():
+        call = by_when.get("call")
+        if any(r.get("outcome") == "failed" for w, r in by_when.items() if w != "call"):
+            status = grading.ERROR
+        elif call is not None and call.get("outcome") == "failed":
+            status = grading.ERROR if call.get("kind") == "error" else grading.FAILED
+        elif call is not None and call.get("outcome") == "passed":
+            if call.get("xfail"):
+                continue
+            status = grading.PASSED
+        elif any(r.get("outcome") == "skipped" for r in by_when.values()):
+            status = grading.XFAIL if any(r.get("xfail") for r in by_when.values()) else grading.SKIPPED
+        else:
+            continue
+        names = {test_id, grading.canonical_name(test_id), *grading.other_forms(test_id)}
+        alias = next((r.get("alias") for r in by_when.values() if r.get("alias")), None)
+        if alias:
+            names.add(str(alias))
+        for name in names:  # two tests printed under one name: the worse status stands
+            if name not in statuses or rank[status] > rank[statuses[name]]:
+                statuses[name] = status
+    return statuses
+
+
+def _resolve(report: TestReport, records: list[dict[str, Any]], resolution: Resolution) -> tuple[list[str], list[str]]:
+    """Fill `report.resolution`; (listed tests that failed, listed tests that did not run or were skipped)."""
+    statuses = swebench_statuses(records)
+    graded = grading.tests_report(statuses, resolution.fail_to_pass, resolution.pass_to_pass)
+    report.resolution = {"status": grading.resolution_status(graded), **graded,
+                         "tests": {name: grading.status_of(name, statuses) for name in resolution.tests}}
+    report.expected = len(resolution.tests)
+    failures = graded[grading.F2P]["failure"] + graded[grading.P2P]["failure"]
+    failing = [n for n in failures if grading.status_of(n, statuses) in (grading.FAILED, grading.ERROR)]
+    missing = [n for n in dict.fromkeys(failures) if n not in failing]
+    report.missing = missing + [n for n in failing if n not in missing]
+    return list(dict.fromkeys(failing)), missing
+
+
 def decide(records: list[dict[str, Any]], problems: list[str], *, exit_code: int | None, run_timed_out: bool,
-           total_timeout: float, expected: ExpectedTests | None, output_tail: str = "") -> TestReport:
-    """The verdict from authentic records: a pure function, so each rule is testable on its own."""
+           total_timeout: float, expected: ExpectedTests | None, output_tail: str = "",
+           resolution: Resolution | None = None) -> TestReport:
+    """The verdict from authentic records: a pure function, so each rule is testable on its own.
+
+    With a `resolution` (SWE-bench-style tasks) only its FAIL_TO_PASS and PASS_TO_PASS tests decide:
+    `passed` iff the run is trustworthy, finished, and SWE-bench would grade it RESOLVED_FULL; other
+    tests may fail."""
     problems = list(problems)
     finish = [r for r in records if r.get("e") == "finish"]
     if finish and records[-1] is not finish[0]:
@@ -342,6 +466,8 @@ def decide(records: list[dict[str, Any]], problems: list[str], *, exit_code: int
         report.missing = [t for t, _, _ in expected if statuses.get(t) != "passed"]
     counts = _counts_text(report)
     failures = [f"{_short_id(t)}: {messages.get(t, '')}".rstrip(": ") for t, s in statuses.items() if s in ("failed", "error")]
+    if resolution is not None:
+        return _decide_resolution(report, records, problems, resolution, finish, exit_code, total_timeout)
     if run_timed_out:
         report.outcome, why = "error", f"test run killed after {total_timeout:g}s (whole-run timeout)"
     elif problems:
@@ -368,6 +494,37 @@ def decide(records: list[dict[str, Any]], problems: list[str], *, exit_code: int
     report.summary = (counts + (f": {why}" if why else ""))[:SUMMARY_MAX_CHARS]
     if report.outcome != "passed" and not records and output_tail.strip():
         report.summary = (report.summary + " | " + " | ".join(output_tail.strip().splitlines()[-3:]))[:SUMMARY_MAX_CHARS]
+    return report
+
+
+def _decide_resolution(report: TestReport, records: list[dict[str, Any]], problems: list[str], resolution: Resolution,
+                       finish: list[dict[str, Any]], exit_code: int | None, total_timeout: float) -> TestReport:
+    failing, missing = _resolve(report, records, resolution)
+    graded = report.resolution or {}
+    shares = "; ".join(f"{part} {len(graded[part]['success'])}/{len(graded[part]['success']) + len(graded[part]['failure'])}"
+                       for part in (grading.F2P, grading.P2P))
+    counts = f"{_counts_text(report)}; {shares}"
+    if report.run_timed_out:
+        report.outcome, why = "error", f"test run killed after {total_timeout:g}s (whole-run timeout)"
+    elif problems:
+        report.outcome, why = "error", "the run's results cannot be trusted: " + "; ".join(dict.fromkeys(problems))
+    elif not resolution.tests:
+        report.outcome, why = "tests_missing", "the task names no FAIL_TO_PASS or PASS_TO_PASS test"
+    elif failing:
+        report.outcome, why = "failed", "failing: " + ", ".join(failing[:3]) + (f" +{len(failing) - 3} more" if len(failing) > 3 else "")
+    elif not finish and (exit_code or 0) < 0:
+        report.outcome, why = "error", f"the test process was killed by signal {-(exit_code or 0)} ({_signal_name(exit_code)})"
+    elif not finish:
+        report.outcome, why = "tests_missing", f"the test process exited (code {exit_code}) before the runner finished"
+    elif missing:
+        report.outcome, why = "tests_missing", ("did not run (or skipped): " + ", ".join(missing[:3])
+                                                 + (f" +{len(missing) - 3} more" if len(missing) > 3 else ""))
+    else:
+        report.outcome, why = "passed", ""
+    report.integrity = list(dict.fromkeys(problems))
+    report.summary = (counts + (f": {why}" if why else ""))[:SUMMARY_MAX_CHARS]
+    if report.outcome != "passed" and not records and report.output_tail.strip():
+        report.summary = (report.summary + " | " + " | ".join(report.output_tail.strip().splitlines()[-3:]))[:SUMMARY_MAX_CHARS]
     return report
 
 

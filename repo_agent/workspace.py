@@ -133,6 +133,10 @@ class TaskWorkspace:
         pristine = _files_under(pristine_ws.root)
         rules = task.rules
         readonly = {rel: _digest(path) for rel, path in pristine.items() if not rules.may_change(rel, True)}
+        for rel, source in task.sealed_overlay:  # what a test run sees of the overlaid files
+            readonly.pop(rel, None)
+            if source is not None:
+                readonly[rel] = _digest(suite.root / source)
         return cls(suite, task, box, workspace, pristine, pristine_ws, readonly)
 
     @property
@@ -199,7 +203,8 @@ class TaskWorkspace:
         return "".join(chunks)
 
     def sealed_copy(self) -> Workspace:
-        """A fresh pristine copy with the model's allowed changes laid over it."""
+        """A fresh pristine copy with the model's allowed changes laid over it, then the task's sealed
+        overlay (files only test runs see, e.g. a SWE-bench test_patch)."""
         base = Path(tempfile.mkdtemp(prefix="repo-agent-sealed-"))
         sealed = Workspace(root=base / "ws", task=self.task)
         assert self._pristine_ws is not None
@@ -211,6 +216,13 @@ class TaskWorkspace:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target, follow_symlinks=False)
+        for rel, source in self.task.sealed_overlay:
+            target = sealed.root / rel
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            if source is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.suite.root / source, target)
         return sealed
 
     def run_tests(self, fail_fast: bool = False) -> TestReport:
@@ -219,7 +231,7 @@ class TaskWorkspace:
             readonly = [sealed.root / rel for rel in self._readonly_digests]
             report = run_tests(sealed.root, self.task.test, fail_fast, sandbox=self.sandbox,
                                expected=self.task.expected_tests, readonly=readonly,
-                               hide=source_folders(self.suite.root))
+                               hide=hidden_folders(self.suite), resolution=self.task.resolution)
             for rel, digest in self._readonly_digests.items():
                 path = sealed.root / rel
                 if not path.is_file() or _digest(path) != digest:
@@ -241,6 +253,14 @@ class TaskWorkspace:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def hidden_folders(suite: Suite) -> list[Path]:
+    """What test runs and shell commands must not see: the suite root and its repository (they hold the
+    reference fixes), and the folders the suite names in `source.hidden` (e.g. the upstream clones a
+    SWE-bench suite was built from, whose history holds the fix and the new tests)."""
+    extra = [Path(p) for p in (suite.source or {}).get("hidden", []) if isinstance(p, str)]
+    return source_folders(suite.root) + [p if p.is_absolute() else (suite.root / p).resolve() for p in extra]
 
 
 def _text(path: Path | None) -> list[str]:

@@ -1,4 +1,5 @@
-"""Runs first in the test process (Python >= 3.6): limits, the write guard, then pytest.
+"""Runs first in the test process (Python >= 3.6): limits, the write guard, then pytest (or a unittest
+runner script, for tasks whose tests run under the repository's own runner, e.g. Django's runtests.py).
 
 Called as `python -c "<adds this folder to sys.path; imports this module>" CONFIG_JSON PYTEST_ARGS...`.
 pytest and the results plugin are imported while the workspace is NOT on sys.path, so a workspace file
@@ -59,13 +60,25 @@ def _install_write_guard(protected):
 
 
 def main():
-    config = json.loads(sys.argv[1])
+    raw = sys.argv[1]
+    if raw.startswith("@"):  # a config too long for one argument, in a read-only file
+        with open(raw[1:], encoding="utf-8") as handle:
+            raw = handle.read()
+    config = json.loads(raw)
     _limit("RLIMIT_AS", config.get("memory_bytes"))
     _limit("RLIMIT_CPU", config.get("cpu_seconds"))
     _limit("RLIMIT_FSIZE", config.get("file_bytes"))
     _limit("RLIMIT_NPROC", config.get("max_processes"))
     workspace_entries = [p for p in sys.path if p in ("", os.getcwd())]
     sys.path[:] = [p for p in sys.path if p not in workspace_entries]
+    if config.get("runner") == "unittest":
+        import repo_agent_results  # noqa: F401  (reads its key before any test code can run)
+        import repo_agent_unittest
+
+        sys.path[0:0] = workspace_entries
+        _install_write_guard(config.get("protected") or [])
+        repo_agent_unittest.run(sys.argv[2:], config.get("per_test_timeout"))
+        return
     import pytest
     import pytest_timeout  # noqa: F401  (fails loudly here, not as a vanished test run)
     import repo_agent_results  # noqa: F401  (reads its key before any test code can run)

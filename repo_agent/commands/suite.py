@@ -97,6 +97,122 @@ def build_bugsinpy(
     console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
 
 
+@build_app.command("swebench")
+def build_swebench(
+    instances: Annotated[Path, typer.Option("--instances", help="SWE-bench-style instance records: JSON, JSON Lines or parquet (instance_id, repo, base_commit, patch, test_patch, problem_statement, FAIL_TO_PASS, PASS_TO_PASS, version, ...).", exists=True, dir_okay=False)],
+    repos_dir: Annotated[Path, typer.Option("--repos-dir", help="Folder with one git clone per repository: <dir>/owner__name, <dir>/owner/name or <dir>/name. Hidden from test runs and shell commands (its history holds the fixes).", exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Suite file to write.")] = Path("eval/suites/swebench_suite.json"),
+    suite_id: Annotated[str, typer.Option("--suite-id", help="Prefix of the task ids (swebench/django__django-11099).")] = "swebench",
+    only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated instance ids to build (default: all).")] = None,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Where snapshots and venvs go; it becomes the suite root (default <cache>/swebench).")] = None,
+    use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a venv per repo/version (nothing is installed).")] = False,
+    pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
+    python: Annotated[Optional[str], typer.Option("--python", help="Use this Python version (e.g. 3.9) for every instance, whatever the environment table says.")] = None,
+    specs: Annotated[Optional[Path], typer.Option("--specs", help="JSON file of environment specs that override or extend the table: {\"owner/repo\": {\"version\" or \"*\": {python, requirements, install, runner, test_args, labels, pythonpath, log_parser}}}.", exists=True, dir_okay=False)] = None,
+    per_test_timeout: PerTestTimeoutOpt = None,
+    total_timeout: Annotated[float, typer.Option("--total-timeout", min=1, help="Seconds before a whole test run is killed.")] = 1800.0,
+) -> None:
+    """One task per instance: the repository at base_commit (fresh one-commit git, no upstream history), the
+    problem statement as the goal, judged by FAIL_TO_PASS/PASS_TO_PASS with the test_patch laid over sealed runs only."""
+    from rich.progress import Progress
+
+    from ..suites.swebench import SwebenchOptions, build_swebench_suite
+    from ..suites.swebench_specs import load_spec_file
+
+    try:
+        overrides = load_spec_file(specs) if specs else {}
+    except ValueError as exc:
+        fail(str(exc))
+    options = SwebenchOptions(
+        repos_dir=repos_dir, work_dir=work_dir or default_work_dir("swebench"), use_current_python=use_current_python,
+        pythons_dir=pythons_dir, python=python, specs=overrides, per_test_timeout=per_test_timeout or 60.0,
+        total_timeout=total_timeout, instances=tuple(i.strip() for i in (only or "").split(",") if i.strip()))
+    try:
+        with Progress(console=console, transient=True) as progress:
+            job = progress.add_task("building", total=None)
+            result = build_swebench_suite(instances, options, suite_id=suite_id,
+                                          on_instance=lambda t: progress.update(job, description=f"building {t}"))
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    _report_build(result, out)
+
+
+def default_work_dir(name: str) -> Path:
+    from ..suites.quixbugs import default_cache_dir
+
+    return default_cache_dir() / name
+
+
+def _report_build(result, out: Path) -> None:
+    from ..suites.task import save_suite
+
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/yellow] {_escape(warning)}", soft_wrap=True)
+    for skip in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
+    if not result.suite.tasks:
+        fail("no instance could be built", code=1)
+    save_suite(result.suite, out)
+    console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+convert_app = typer.Typer(help="Convert benchmark records between formats.", no_args_is_help=True)
+suite_app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("bugsinpy-to-swebench")
+def convert_bugsinpy_to_swebench(
+    root: Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)],
+    projects: Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")],
+    out: Annotated[Path, typer.Option("--out", help="Instance records to write (JSON Lines; parquet if the name ends in .parquet).")],
+    repos_dir: Annotated[Optional[Path], typer.Option("--repos-dir", help="Folder with one git clone per project (<dir>/youtube-dl).", exists=True, file_okay=False)] = None,
+    bugs: Annotated[Optional[str], typer.Option("--bugs", help="Comma-separated bug numbers (default: all).")] = None,
+    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Where bug snapshots and venvs go (default <cache>/bugsinpy).")] = None,
+    use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv.")] = False,
+    pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
+    per_test_timeout: PerTestTimeoutOpt = None,
+    sandbox: O.SandboxOpt = "auto",
+) -> None:
+    """Each BugsInPy bug as a SWE-bench instance record: fix patch, test patch (buggy -> fixed test files), the
+    failing tests as FAIL_TO_PASS, the other tests of those files that pass with and without the fix as
+    PASS_TO_PASS (two sealed runs per bug). Build a suite from them with `suite build swebench`."""
+    from ..data.export import AtomicJsonl
+    from ..suites.bugsinpy import BuildOptions
+    from ..suites.to_swebench import convert_bugsinpy
+
+    options = BuildOptions(
+        work_dir=work_dir or default_work_dir("bugsinpy"), repos_dir=repos_dir, use_current_python=use_current_python,
+        pythons_dir=pythons_dir, per_test_timeout=per_test_timeout or 60.0,
+        bugs=tuple(b.strip() for b in (bugs or "").split(",") if b.strip()), sandbox=sandbox)
+    _check_sandbox(sandbox)
+    try:
+        result = convert_bugsinpy(root, [p.strip() for p in projects.split(",") if p.strip()], options, sandbox)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/yellow] {_escape(warning)}", soft_wrap=True)
+    for skip in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
+    if not result.instances:
+        fail("no bug could be converted", code=1)
+    records = [i.to_record() for i in result.instances]
+    if out.suffix == ".parquet":
+        from ..data.swebench_export import write_parquet
+
+        write_parquet(records, out)
+    else:
+        with AtomicJsonl(out) as writer:
+            writer.write_all(records)
+            writer.commit()
+    console.print(f"wrote {out} with {len(records)} instances ({len(result.skipped)} skipped)")
+
+
 @suite_app.command("split")
 def split(
     suite: O.SuiteOpt,

@@ -19,15 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..protocol import ToolCall
-from ..sandbox import SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox, source_folders
+from ..sandbox import SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox
 from ..suites.rules import REFUSED_PROTECTED
 from ..suites.task import Suite, TaskSpec
 from ..testrun import MEMORY_LIMIT_BYTES, OUTPUT_LIMIT_BYTES, scrubbed_env
 from ..tools import ToolOutcome
 from ..toolsets import BASH_OUTPUT_CHARS, BASH_TIMEOUT_S, ToolSet
-from ..workspace import TaskWorkspace, file_states
+from ..workspace import TaskWorkspace, file_states, hidden_folders
 from .files import WorkspaceEnvironment
 
+# git in a workspace that holds a repository (SWE-bench tasks: one fresh commit of the base): the sandbox
+# user does not own the files, and `git status`/`git diff` would otherwise rewrite .git/index (protected,
+# so undone and reported after every such command).
+GIT_ENV = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*",
+           "GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_NOSYSTEM": "1"}
 READ_LIMIT_BYTES = 4 * 1024**2  # a command printing more than this is killed: its output is capped anyway
 _LAUNCH = 'ulimit -v {mem_kb} 2>/dev/null; ulimit -f {file_blocks} 2>/dev/null; eval "$REPO_AGENT_COMMAND"'
 
@@ -66,12 +71,17 @@ class BashEnvironment(WorkspaceEnvironment):
         """(output, exit code, why it was killed or None)."""
         root = self.workspace.root
         launch = _LAUNCH.format(mem_kb=MEMORY_LIMIT_BYTES // 1024, file_blocks=OUTPUT_LIMIT_BYTES // 1024)
+        # The task's test interpreter first on PATH (a SWE-bench task's venv has the repository's
+        # dependencies), so `python -m pytest` in a command runs like the driver's test runs.
+        python = self.workspace.task.test.python or sys.executable
         env = scrubbed_env({"REPO_AGENT_COMMAND": command,
-                            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])})
+                            "PATH": os.pathsep.join(dict.fromkeys([str(Path(python).parent), str(Path(sys.executable).parent),
+                                                                   os.environ.get("PATH", "")])),
+                            **GIT_ENV})
         if self.sandbox.isolated:
             env["HOME"] = "/tmp/home"
-        argv = self.sandbox.wrap(["bash", "-c", launch], workdir=root, hide=source_folders(self.workspace.suite.root),
-                                 visible=interpreter_folders(sys.executable))
+        argv = self.sandbox.wrap(["bash", "-c", launch], workdir=root, hide=hidden_folders(self.workspace.suite),
+                                 visible=[*interpreter_folders(python), *interpreter_folders(sys.executable)])
         cgroup = new_pids_cgroup()
         if cgroup is not None:
             argv = cgroup.wrap(argv)

@@ -171,15 +171,7 @@ def snapshot(repo, bug: BugRecord, dest: Path) -> None:
         buggy_commit, fixed_commit = repo.commit(bug.buggy_commit), repo.commit(bug.fixed_commit)
     except (ValueError, git.BadName, git.GitCommandError) as exc:
         raise BugDefect(f"commit not in the clone at {repo.working_dir or repo.git_dir} ({exc}); fetch it first") from None
-    dest.mkdir(parents=True)
-    stream = io.BytesIO()
-    repo.archive(stream, treeish=buggy_commit.hexsha, format="tar")
-    stream.seek(0)
-    with tarfile.open(fileobj=stream) as archive:
-        if hasattr(tarfile, "data_filter"):  # refuses members that would land outside dest
-            archive.extractall(dest, filter="data")
-        else:
-            archive.extractall(dest)
+    archive_commit(repo, buggy_commit.hexsha, dest)
     for rel in bug.test_files:
         try:
             blob = fixed_commit.tree / rel
@@ -188,6 +180,19 @@ def snapshot(repo, bug: BugRecord, dest: Path) -> None:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(blob.data_stream.read())
+
+
+def archive_commit(repo, treeish: str, dest: Path) -> None:
+    """The tree of `treeish` extracted into a new folder `dest` (no history)."""
+    dest.mkdir(parents=True)
+    stream = io.BytesIO()
+    repo.archive(stream, treeish=treeish, format="tar")
+    stream.seek(0)
+    with tarfile.open(fileobj=stream) as archive:
+        if hasattr(tarfile, "data_filter"):  # refuses members that would land outside dest
+            archive.extractall(dest, filter="data")
+        else:
+            archive.extractall(dest)
 
 
 def write_reference(buggy: Path, fixed: Path, patch: str, paths: list[str]) -> None:

@@ -37,6 +37,26 @@ class TestSpec:
     total_timeout: float = 120.0
     python: str | None = None  # interpreter with pytest + pytest-timeout; None = the one running repo-agent
     env: tuple[tuple[str, str], ...] = ()  # extra environment variables
+    # How the tests run: "pytest" (args are pytest arguments) or "unittest" (args are a runner script
+    # or `-m module` and its arguments, e.g. Django's tests/runtests.py; results come from unittest's
+    # own result objects). Stored only when not pytest.
+    runner: str = "pytest"
+    # Workspace folders put first on the test process's import path, as absolute paths of the run's
+    # copy (e.g. "src" for a src-layout project). Stored only when set.
+    pythonpath: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """SWE-bench's rule instead of "every test passes": resolved iff every FAIL_TO_PASS test passes and
+    every PASS_TO_PASS test still passes; no other test decides (testrun.decide, suites/grading.py)."""
+
+    fail_to_pass: tuple[str, ...]
+    pass_to_pass: tuple[str, ...] = ()
+
+    @property
+    def tests(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.fail_to_pass + self.pass_to_pass))
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,12 @@ class TaskSpec:
     # The reference's code changes alone, applied to the buggy file (minimal.py), as proven by
     # `suite validate --record-minimal`; None when never recorded. Optional in the file: older suites load.
     minimal_fix: MinimalFix | None = None
+    # Set for SWE-bench-style tasks: which tests decide, and how (see Resolution). Optional in the file.
+    resolution: Resolution | None = None
+    # (workspace path, file under the suite root, or None to delete): laid over every sealed test run
+    # after the model's changes, never into the model's workspace (a SWE-bench test_patch: the new tests
+    # decide the verdict but the model never sees them). Paths must be ones the model may not change.
+    sealed_overlay: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def name(self) -> str:
@@ -68,8 +94,12 @@ class TaskSpec:
 
     @property
     def rules(self) -> WriteRules:
-        test_files = tuple(a.split("::")[0] for a in self.test.args if not a.startswith("-"))
-        return WriteRules(editable=self.editable, protected=tuple(dict.fromkeys(self.protected + test_files)),
+        if self.test.runner == "unittest":  # a runner script and its own arguments: only the script is a file
+            test_files = tuple(self.test.args[:1]) if self.test.args and not self.test.args[0].startswith("-") else ()
+        else:
+            test_files = tuple(a.split("::")[0] for a in self.test.args if not a.startswith("-"))
+        overlay = tuple(path for path, _ in self.sealed_overlay)  # what the verdict brings in is never the model's
+        return WriteRules(editable=self.editable, protected=tuple(dict.fromkeys(self.protected + test_files + overlay)),
                           new_files=self.new_files)
 
 
@@ -126,6 +156,19 @@ def task_to_dict(task: TaskSpec) -> dict[str, Any]:
     data.pop("minimal_fix")
     if task.minimal_fix is not None:  # omitted when unknown, so files written before the field keep their bytes
         data["minimal_fix"] = minimal.to_dict(task.minimal_fix)
+    # Fields newer than schema version 2's first files are omitted at their defaults, for the same reason.
+    for key, default in (("runner", "pytest"), ("pythonpath", ())):
+        if getattr(task.test, key) == default:
+            data["test"].pop(key)
+    if data["test"].get("pythonpath"):
+        data["test"]["pythonpath"] = list(task.test.pythonpath)
+    data.pop("resolution")
+    if task.resolution is not None:
+        data["resolution"] = {"fail_to_pass": list(task.resolution.fail_to_pass),
+                              "pass_to_pass": list(task.resolution.pass_to_pass)}
+    data.pop("sealed_overlay")
+    if task.sealed_overlay:
+        data["sealed_overlay"] = [list(pair) for pair in task.sealed_overlay]
     return data
 
 
@@ -141,6 +184,8 @@ def task_from_dict(data: dict[str, Any], default_protected: tuple[str, ...] = ()
     test = dict(data["test"])
     test["args"] = tuple(test["args"])
     test["env"] = tuple(sorted((test.get("env") or {}).items()))
+    test["pythonpath"] = tuple(test.get("pythonpath") or ())
+    resolution = data.get("resolution")
     return TaskSpec(
         task_id=data["task_id"],
         goal=data["goal"],
@@ -156,6 +201,9 @@ def task_from_dict(data: dict[str, Any], default_protected: tuple[str, ...] = ()
         new_files=tuple(data.get("new_files") or ()),
         expected_tests=_expected_tests(data.get("expected_tests")),
         minimal_fix=minimal.from_dict(data.get("minimal_fix")),
+        resolution=None if resolution is None else Resolution(
+            fail_to_pass=tuple(resolution["fail_to_pass"]), pass_to_pass=tuple(resolution.get("pass_to_pass") or ())),
+        sealed_overlay=tuple((a, b) for a, b in data.get("sealed_overlay") or ()),
     )
 
 

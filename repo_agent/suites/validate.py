@@ -83,10 +83,24 @@ def judge(buggy: list[TestReport], reference: list[TestReport]) -> list[str]:
     untrusted = [r for r in buggy if r.integrity]
     if untrusted:
         problems.append(f"buggy run not trusted ({untrusted[0].summary})")
+    problems += _resolution_problems(buggy)
     failing = [r for r in reference if not r.ok]
     if failing:
         kind = "flaky: " if len(failing) < len(reference) else ""
         problems.append(f"{kind}reference fix failed {len(failing)}/{len(reference)} runs ({failing[0].outcome}: {failing[0].summary})")
+    return problems
+
+
+def _resolution_problems(buggy: list[TestReport]) -> list[str]:
+    """SWE-bench's labels, checked on the runs without the patch (the test_patch applied): every
+    FAIL_TO_PASS test must fail there and every PASS_TO_PASS test must pass."""
+    problems = []
+    for part, wrong, says in (("FAIL_TO_PASS", "success", "pass"), ("PASS_TO_PASS", "failure", "fail")):
+        names = sorted({n for r in buggy if r.resolution and not r.run_timed_out and not r.integrity
+                        for n in r.resolution[part][wrong]})
+        if names:
+            problems.append(f"{part} test(s) {says} without the patch: {', '.join(names[:3])}"
+                            + (f" +{len(names) - 3} more" if len(names) > 3 else ""))
     return problems
 
 
@@ -199,6 +213,9 @@ def static_problems(suite: Suite) -> list[str]:
                 problems.append(f"{task.task_id}: reference {src} not found under {suite.root}")
             if ws_path not in task.target_files:
                 problems.append(f"{task.task_id}: reference {ws_path} is not a target file")
+        for ws_path, src in task.sealed_overlay:
+            if src is not None and not (suite.root / src).is_file():
+                problems.append(f"{task.task_id}: sealed overlay {src} (for {ws_path}) not found under {suite.root}")
     return problems
 
 
