@@ -191,3 +191,25 @@ def test_the_edit_tool_refuses_ambiguous_and_protected_replacements(tmp_path):
     finally:
         env.close()
     assert diff == ""
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="the bash tool set needs bubblewrap")
+def test_a_hung_command_is_killed_at_its_timeout_and_the_episode_goes_on(monkeypatch):
+    import time
+
+    import repo_agent.environments.bash as B
+    from repo_agent.environments import open_environment
+    from repo_agent.protocol import ToolCall
+
+    monkeypatch.setattr(B, "BASH_TIMEOUT_S", 2)
+    suite = load_suite(BUNDLED_SUITE)
+    env = open_environment(suite, suite.task("gcd"), "bash", "auto")
+    try:
+        started = time.monotonic()
+        hung = env.execute(ToolCall("bash", {"command": "echo started; sleep 300 & sleep 300"}))
+        assert time.monotonic() - started < 30
+        assert not hung.ok and "started" in hung.text and "[killed: the command ran longer than 2 s]" in hung.text
+        quick = env.execute(ToolCall("bash", {"command": "echo fine"}))
+        assert quick.ok and quick.text.startswith("fine\n[exit code 0]")
+    finally:
+        env.close()

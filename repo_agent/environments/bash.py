@@ -105,7 +105,13 @@ class BashEnvironment(WorkspaceEnvironment):
         reader.start()
         killed = None
         try:
-            proc.wait(timeout=BASH_TIMEOUT_S)
+            # The output closing is the command ending (the sandbox's pid namespace ends with it); waiting
+            # on it wakes at once, where Popen.wait(timeout) polls with sleeps of up to 50 ms.
+            reader.join(timeout=BASH_TIMEOUT_S)
+            if reader.is_alive():
+                killed = f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]"
+            else:
+                proc.wait(timeout=BASH_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             killed = f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]"
         finally:
