@@ -284,7 +284,7 @@ def profile_repo_agent(suite_path: Path, task_names: list[str], toolset: str, ep
     from repo_agent.environments import open_environment
     from repo_agent.models.scripted import ScriptedModel
     from repo_agent.suites.task import load_suite
-    from repo_agent.testrun import TestReport
+    from repo_agent.verdict import TestReport
 
     class PassingTests:
         """The real environment, except that the test run (reported apart) is a passing stub."""

@@ -20,7 +20,7 @@ from .models.base import Model, ModelReply
 from .prompts import goal_message
 from .suites.rules import REFUSED_PROTECTED
 from .suites.task import Suite, TaskSpec
-from .testrun import verdict_outcome
+from .verdict import verdict_outcome
 from .toolsets import toolset_named
 from .traces import TraceWriter, new_trace
 

@@ -34,7 +34,7 @@ from .models.base import ProviderConfig, trace_meta
 from .digest import file_sha256
 from .suites.task import Suite, TaskSpec, task_to_dict
 from .atomic import atomic_write_json
-from .testrun import verdict_outcome
+from .verdict import verdict_outcome
 from .traces import TraceReadError, read_trace
 
 RUN_SCHEMA = "repo-agent/run"

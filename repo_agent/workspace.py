@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .suites.rules import WriteRules
 from .suites.task import Suite, TaskSpec
-from .testrun import TestReport, distrust, run_tests
+from .testrun import run_tests
+from .verdict import TestReport, distrust
 from .sandbox import Sandbox, resolve_sandbox, source_folders
 
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}

@@ -11,7 +11,7 @@ from fixtures_suites import QB_PROGRAMS, write_quixbugs
 from repo_agent.cli import app
 from repo_agent.suites.task import load_suite
 from repo_agent.suites.validate import judge
-from repo_agent.testrun import TestReport
+from repo_agent.verdict import TestReport
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from repo_agent.suites import grading
 from repo_agent.suites.task import Resolution, TestSpec
-from repo_agent.testrun import decide, run_tests, swebench_statuses
+from repo_agent.testrun import run_tests
+from repo_agent.verdict import decide, swebench_statuses
 
 sw_grading = pytest.importorskip("swebench.harness.grading", reason="the swebench package (dev extra) is not installed")
 sw_parsers = pytest.importorskip("swebench.harness.log_parsers.python")

@@ -194,7 +194,7 @@ def iter_states(trace: dict[str, Any], fmt: str) -> Iterator[tuple[int, dict[str
 
 def rollout_passed(trace: dict[str, Any]) -> bool:
     """The sealed verdict passed (traces older than sealed verdicts: their pass flag)."""
-    from ..testrun import verdict_outcome
+    from ..verdict import verdict_outcome
 
     return verdict_outcome(trace.get("verdict")) == "passed"
 

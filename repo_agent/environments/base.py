@@ -7,7 +7,7 @@ from typing import Protocol
 from ..protocol import ToolCall
 from ..sandbox import Sandbox
 from ..suites.task import Suite, TaskSpec
-from ..testrun import TestReport
+from ..verdict import TestReport
 from ..tools import ToolOutcome
 from ..toolsets import ToolSet, toolset_named
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..protocol import ToolCall
 from ..sandbox import Sandbox
 from ..suites.task import Suite, TaskSpec
-from ..testrun import TestReport
+from ..verdict import TestReport
 from ..tools import ToolOutcome, run_tool
 from ..toolsets import ToolSet
 from ..workspace import TaskWorkspace

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..testrun import OUTCOMES, verdict_outcome
+from ..verdict import OUTCOMES, verdict_outcome
 
 # name -> (numerator field, denominator field, description). Order is the display order.
 RATIO_METRICS: dict[str, tuple[str, str, str]] = {

@@ -13,7 +13,7 @@ For each instance the work folder (the suite root) gets:
     <instance>/snapshot.json   what the snapshot was made from; a rebuild reuses matching ones
     venvs/               one cached venv per (repo, version, Python, requirements): swebench_specs.py
 The verdict is SWE-bench's: resolved iff every FAIL_TO_PASS test passes and every PASS_TO_PASS test
-still passes (TaskSpec.resolution, testrun.decide). The clones are hidden from test runs and shell
+still passes (TaskSpec.resolution, verdict.decide). The clones are hidden from test runs and shell
 commands like the suite root, since their history holds the fix and the new tests.
 """
 

@@ -49,7 +49,7 @@ class TestSpec:
 @dataclass(frozen=True)
 class Resolution:
     """SWE-bench's rule instead of "every test passes": resolved iff every FAIL_TO_PASS test passes and
-    every PASS_TO_PASS test still passes; no other test decides (testrun.decide, suites/grading.py)."""
+    every PASS_TO_PASS test still passes; no other test decides (verdict.decide, suites/grading.py)."""
 
     fail_to_pass: tuple[str, ...]
     pass_to_pass: tuple[str, ...] = ()

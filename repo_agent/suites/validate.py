@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..testrun import TestReport
+from ..verdict import TestReport
 from ..workspace import TaskWorkspace
 from . import minimal
 from .minimal import MinimalFix
