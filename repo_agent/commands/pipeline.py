@@ -83,6 +83,8 @@ def pipeline(
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 5e-4,
     lora_r: Annotated[int, typer.Option("--lora-r")] = 16,
     max_seq_len: Annotated[int, typer.Option("--max-seq-len", help="Longer SFT examples are dropped (counted), never truncated.")] = 2048,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per optimizer micro-step; the effective batch is this x --grad-accum. 1 keeps a 2k-token CPU step under ~8 GB.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1)] = 2,
     dpo: Annotated[bool, typer.Option("--dpo", help="After SFT, train DPO on the teacher's preference pairs from the SFT adapter, and evaluate it too.")] = False,
     dpo_max_steps: Annotated[int, typer.Option("--dpo-max-steps", help="DPO optimizer steps (-1: one full epoch).")] = 20,
     dpo_learning_rate: Annotated[float, typer.Option("--dpo-learning-rate")] = 5e-5,
@@ -123,13 +125,15 @@ def pipeline(
     _stage("LoRA SFT of the student", [
         "finetune", "local", "sft", "--dataset", str(sft_file), "--model", model, "--output", str(adapter),
         "--max-steps", str(max_steps), "--learning-rate", str(learning_rate), "--lora-r", str(lora_r),
-        "--max-seq-len", str(max_seq_len), "--seed", str(seed)], log)
+        "--max-seq-len", str(max_seq_len), "--batch-size", str(batch_size), "--grad-accum", str(grad_accum),
+        "--seed", str(seed)], log)
     students = {"base": None, "sft": adapter}
     if dpo and pairs_file.is_file():
         _stage("DPO of the SFT student on the teacher's pairs", [
             "finetune", "local", "dpo", "--dataset", str(pairs_file), "--model", model, "--from-adapter", str(adapter),
             "--output", str(adapter_dpo), "--max-steps", str(dpo_max_steps), "--learning-rate", str(dpo_learning_rate),
-            "--max-seq-len", str(max_seq_len), "--seed", str(seed)], log)
+            "--max-seq-len", str(max_seq_len), "--batch-size", "1", "--grad-accum", str(batch_size * grad_accum),
+            "--gradient-checkpointing", "--seed", str(seed)], log)
         students["sft_dpo"] = adapter_dpo
     elif dpo:
         console.print(f"[yellow]warning:[/yellow] --dpo: the teacher made no preference pairs ({pairs_file} absent), "
