@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("run", "suite", "evaluate", "data", "finetune", "pipeline", "view")
+COMMAND_MODULES = ("run", "suite", "evaluate", "data", "finetune", "rl", "pipeline", "view")
 
 
 def build_app() -> typer.Typer:
