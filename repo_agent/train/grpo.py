@@ -331,7 +331,7 @@ def train(config: GrpoConfig, *, force: bool = False, progress: Any | None = Non
         for folder in (output / "rollouts").glob("step-*") if (output / "rollouts").is_dir() else []:
             if int(folder.name.split("-")[1]) >= (done or 0):  # steps that will be played again
                 shutil.rmtree(folder, ignore_errors=True)
-    trainer, info = build_trainer(config, callbacks=[log_callback(log, progress)], notify=notify)
+    trainer, info = build_trainer(config, callbacks=[log_callback(log, progress), _step_lines(notify, config)], notify=notify)
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
@@ -362,6 +362,22 @@ def train(config: GrpoConfig, *, force: bool = False, progress: Any | None = Non
     shutil.rmtree(output / C.INCOMPLETE, ignore_errors=True)
     return GrpoOutcome(output, False, result.global_step, runtime, rollouts, seconds_per_step,
                        summary["mean_reward_first"], summary["mean_reward_last"], zero, resume)
+
+
+def _step_lines(notify: Callable[[str], None], config: GrpoConfig) -> Any:
+    """One line per optimizer step: mean reward, each reward's mean, the zero-variance share, time."""
+    from transformers import TrainerCallback
+
+    class StepLines(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if not logs or "reward" not in logs or not state.is_world_process_zero:
+                return
+            parts = ", ".join(f"{name} {logs.get(f'rewards/{name}/mean', float('nan')):.3f}" for name in config.rewards)
+            notify(f"step {state.global_step}/{state.max_steps}: reward {logs['reward']:.3f} ({parts}); "
+                   f"zero-variance groups {logs.get('frac_reward_zero_std', float('nan')):.2f}; "
+                   f"{logs.get('step_time', float('nan')):.0f}s")
+
+    return StepLines()
 
 
 def _write_provenance(output: Path, config: GrpoConfig, info: dict[str, Any]) -> None:
