@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..rewards import DEFAULT_EPISODE_WEIGHTS
 from .common import fail
 
 console = Console(stderr=True)
@@ -57,7 +58,7 @@ def grpo(
         repo-agent grpo --task-set humaneval --num-generations 4 --max-steps 10 --output runs/grpo_humaneval
     """
     from ..hf_loading import ModelNotFoundError
-    from ..rewards import CODE_REWARDS, DEFAULT_EPISODE_WEIGHTS, EPISODE_REWARDS, parse_weights
+    from ..rewards import CODE_REWARDS, EPISODE_REWARDS, parse_weights
     from ..train.grpo import GrpoConfig, GrpoError, train
     from .finetune_local import RichProgress
 
@@ -104,7 +105,7 @@ def grpo(
 def reward(
     trace_dir: Annotated[Path, typer.Option("--trace-dir", exists=True, file_okay=False, help="A run folder (traces/ inside).")],
     suite: Annotated[Optional[Path], typer.Option("--suite", exists=True, dir_okay=False, help="The run's suite (default: the path in RUN/config.json); needed for patch_similarity and test_fraction.")] = None,
-    weights: Annotated[str, typer.Option("--reward", help="Weights of the composite column, name=weight,...")] = "test_pass=1,test_fraction=0.3,patch_similarity=0.2,format=0.1,refused_write=0.2,loop=0.1",
+    weights: Annotated[str, typer.Option("--reward", help="Weights of the composite column, name=weight,...")] = DEFAULT_EPISODE_WEIGHTS,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto | bwrap | none, for the buggy program's baseline test run.")] = "auto",
 ) -> None:
     """Score a run's episodes with the training rewards: writes RUN/rewards.jsonl and prints each reward's
