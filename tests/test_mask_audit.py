@@ -139,3 +139,13 @@ def test_sft_rows_are_audited_as_trl_masks_them(cli, tiny, broken, tmp_path):
     assert result.exit_code == 1 and "not a prefix" in result.output
     assert (tmp_path / "sft.mask_audit.html").is_file()
     assert EITHER not in item.expected
+
+
+def test_sft_extract_audits_the_masks_of_what_it_wrote(cli, tiny, broken, run, tmp_path):
+    out = tmp_path / "sft.jsonl"
+    result = cli("sft-extract", "--trace-dir", run, "--output", out, "--tokenizer", tiny, "--mask-audit", "--allow-held-out")
+    assert result.exit_code == 0, result.output
+    assert "mask audit passed: 3 sequence(s)" in result.output and (tmp_path / "sft.mask_audit.html").is_file()
+    result = cli("sft-extract", "--trace-dir", run, "--output", tmp_path / "bad.jsonl", "--tokenizer", broken, "--mask-audit", "--allow-held-out")
+    assert result.exit_code == 1 and "not a prefix" in result.output
+    assert cli("sft-extract", "--trace-dir", run, "--output", tmp_path / "x.jsonl", "--mask-audit").exit_code == 2

@@ -90,7 +90,7 @@ def code_tests(prompts: Any = None, completions: Any = None, **kwargs: Any) -> l
     completions = list(completions or [])
     tests = [json.loads(t) if isinstance(t, str) else t for t in (kwargs.get("tests") or [[]] * len(completions))]
     prefixes = kwargs.get("program_prefix") or [""] * len(completions)
-    box = resolve_sandbox(kwargs.get("sandbox_mode", ["auto"])[0] if isinstance(kwargs.get("sandbox_mode"), list) else "auto")
+    box = resolve_sandbox("auto")  # bubblewrap where it works here; `auto` warns once when it does not
 
     def one(index: int) -> float:
         block = last_code_block(completion_text(completions[index]))
