@@ -67,7 +67,7 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
         for index in range(config.max_iters):
             reply = llm.complete(messages, tools)
             if reply.error:
-                stop_reason, error = "model_error", reply.error
+                stop_reason, error = reply.stop_reason or "model_error", reply.error
                 break
             action = toolset.parse(reply.content, reply.tool_calls, native=native, stopped_early=reply.stopped_early)
             step = _new_step(index, reply, action, native)

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("run", "suite", "evaluate", "data", "export", "finetune", "pipeline", "view")
+COMMAND_MODULES = ("run", "suite", "evaluate", "data", "export", "finetune", "rl", "pipeline", "view")
 
 
 def build_app() -> typer.Typer:

@@ -124,6 +124,7 @@ def sft_extract(
     max_per_task: Annotated[Optional[int], typer.Option("--max-per-task", min=1, help="At most this many examples per task (first in trace order).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Drop (never truncate) examples longer than this many tokens of --tokenizer.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for --max-tokens and token percentiles: a model folder, a cached Hub id, or 'smollm2'.")] = None,
+    mask_audit: Annotated[bool, typer.Option("--mask-audit/--no-mask-audit", help="After writing, audit every row's loss mask as TRL's SFTTrainer builds it with --tokenizer's chat template (`repo-agent mask-audit --dataset`): exit 1 on a mismatch, an HTML report beside OUTPUT.")] = False,
 ) -> None:
     """One training example per agent step: the exact conversation the model saw, then its action.
 
@@ -139,6 +140,8 @@ def sft_extract(
     _check_format(fmt)
     if max_tokens is not None and not tokenizer:
         raise typer.BadParameter("--max-tokens needs --tokenizer (the length limit is in that tokenizer's tokens)")
+    if mask_audit and not tokenizer:
+        raise typer.BadParameter("--mask-audit needs --tokenizer (the mask depends on that model's chat template)")
     options = SftOptions(fmt=fmt, require_success=require_success, require_valid_tool_ok=require_valid_tool_ok,
                          skip_loops=skip_loops, max_per_task=max_per_task, max_tokens=max_tokens,
                          held_out=_held_out(split_suite, allow_held_out))
@@ -155,6 +158,19 @@ def sft_extract(
     except SplitLeakError as exc:
         fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
+    if mask_audit and tokenizer:
+        _audit_masks(output, tokenizer, max_tokens)
+
+
+def _audit_masks(output: Path, tokenizer_name: str, max_tokens: int | None) -> None:
+    from ..hf_loading import load_tokenizer
+    from ..train.mask_audit import audit_sft_file, write_html
+
+    report = audit_sft_file(load_tokenizer(tokenizer_name), output, max_tokens)
+    page = write_html(report, output.with_suffix(".mask_audit.html"), title=f"mask audit of {output.name} ({tokenizer_name})")
+    console.print(f"{report.summary_line()} ({page})", soft_wrap=True, highlight=False)
+    if not report.ok:
+        fail(["the loss masks of the written rows differ from the format:", *report.failures()], code=1)
 
 
 def _check_gap(min_gap: str) -> None:

@@ -23,6 +23,7 @@ class ModelReply:
     completion_tokens: int | None = None
     latency_s: float = 0.0
     error: str | None = None  # set when the provider gave up: the episode records it and stops
+    stop_reason: str | None = None  # with `error`: the episode's stop reason instead of model_error (e.g. token_budget)
     finish_reason: str | None = None
     mistake: bool = False  # a teacher's deliberate wrong fix: the step is marked and never a training target
     stopped_early: bool = False  # generation stopped because the reply could no longer become a valid action

@@ -38,6 +38,7 @@ class GenerationResult:
     completion_tokens: int
     finish_reason: str  # stop (JSON complete or end of turn) | length | early_stop (the reply went dead)
     batch_size: int
+    token_ids: list[int] = field(default_factory=list)  # exactly the generated tokens (an end-of-turn token included)
 
 
 class RowWatch:
@@ -78,7 +79,7 @@ class RowWatch:
 
     def result(self, tokenizer: Any, batch_size: int) -> GenerationResult:
         return GenerationResult(tokenizer.decode(self.tokens, skip_special_tokens=True), len(self.request.prompt_ids),
-                                len(self.tokens), self.finish_reason or "length", batch_size)
+                                len(self.tokens), self.finish_reason or "length", batch_size, list(self.tokens))
 
 
 def stopping_criteria(tokenizer: Any, watches: list[RowWatch], eos_ids: list[int],

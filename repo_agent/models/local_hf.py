@@ -62,6 +62,13 @@ class BatchingEngine:
     def context_length(self) -> int | None:
         return getattr(self.model.config, "max_position_embeddings", None)
 
+    def clear_prefix_cache(self) -> None:
+        """Forget cached prefixes: their KV caches belong to the weights they were computed with (a
+        trainer that updates the weights between rollouts calls this after every update)."""
+        with self.tokenizer_lock:
+            self._prefixes.clear()
+            self._last_prompt = ()
+
     def submit(self, request: GenerationRequest) -> Future:
         self._queue.put(request)
         return request.future
