@@ -64,6 +64,7 @@ def run_variant(name: str, model: str, model_dir: str, args: argparse.Namespace,
         cmd = [str(BIN / "repo-agent"), "grpo", "--task-set", "humaneval", "--model", model, "--output", str(out),
                "--num-generations", str(args.num_generations), "--max-steps", str(args.max_steps),
                "--max-completion-length", str(args.max_completion_length), "--learning-rate", "2e-5",
+               "--micro-batch", str(args.num_generations),  # the plain script trains the whole group at once
                "--save-steps", str(args.max_steps + 1), "--seed", "0"]
     else:
         script = work / "plain_grpo.py"

@@ -219,3 +219,9 @@ def test_grpo_on_humaneval_runs_one_step_with_trls_own_generation(tiny, tmp_path
     assert any("rewards/code_tests/mean" in r for r in log)
     tasks = json.loads((Path(outcome.output) / "trained_tasks.json").read_text())["task_ids"]
     assert all(t.startswith("humaneval/") for t in tasks) and len(tasks) > 100
+
+
+def test_a_micro_batch_that_does_not_divide_the_group_is_refused_before_anything_loads(cli, tmp_path):
+    result = cli("grpo", "--suite", TRAIN_SUITE, "--num-generations", "4", "--micro-batch", "3", "--output", tmp_path / "g")
+    assert result.exit_code == 2 and "--micro-batch 3 must divide the step's 4 episodes" in result.output
+    assert not (tmp_path / "g").exists()

@@ -27,6 +27,9 @@ def grpo(
     reward: Annotated[Optional[str], typer.Option("--reward", help="Weighted rewards, name=weight,... Episode rewards: test_pass, test_fraction, format, patch_similarity, refused_write, loop (default test_pass=1,test_fraction=0.3,patch_similarity=0.2,format=0.1,refused_write=0.2,loop=0.1). humaneval: code_tests.")] = None,
     num_generations: Annotated[int, typer.Option("--num-generations", min=2, help="Rollouts per prompt (the GRPO group).")] = 4,
     prompts_per_step: Annotated[int, typer.Option("--prompts-per-step", min=1, help="Prompts (tasks) per optimizer step.")] = 1,
+    micro_batch: Annotated[Optional[int], typer.Option("--micro-batch", min=1, help="Episodes per forward/backward pass "
+                           "(gradients accumulate over the step's episodes; must divide them). Default: 1 on CPU, "
+                           "all of the step's episodes on a GPU. Changes memory, not what is trained.")] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Optimizer steps.")] = 10,
     learning_rate: Annotated[float, typer.Option("--learning-rate", min=0.0, help="LoRA learning rate (constant).")] = 2e-5,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature of the rollouts.")] = 1.0,
@@ -72,7 +75,7 @@ def grpo(
     config = GrpoConfig(
         output=str(output or Path("runs") / time.strftime("grpo_%Y%m%d_%H%M%S")), model=model, task_set=task_set,
         suite=str(suite) if suite else None, from_adapter=str(from_adapter) if from_adapter else None, rewards=weights,
-        num_generations=num_generations, prompts_per_step=prompts_per_step, max_steps=max_steps,
+        num_generations=num_generations, prompts_per_step=prompts_per_step, micro_batch=micro_batch, max_steps=max_steps,
         learning_rate=learning_rate, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
         token_budget=token_budget, max_completion_length=max_completion_length, max_iters=max_iters,
         test_policy=test_policy, toolset=toolset, sandbox=sandbox, lora_r=lora_r, lora_alpha=lora_alpha, beta=beta,

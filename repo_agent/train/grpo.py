@@ -47,6 +47,7 @@ class GrpoConfig:
     rewards: dict[str, float] = field(default_factory=dict)
     num_generations: int = 4
     prompts_per_step: int = 1
+    micro_batch: int | None = None  # sequences per forward/backward; None: 1 on CPU, the whole step's batch on a GPU
     max_steps: int = 10
     learning_rate: float = 2e-5
     temperature: float = 1.0
@@ -72,7 +73,7 @@ class GrpoConfig:
 
     def settings(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("output", "save_steps", "report_to"):
+        for key in ("output", "save_steps", "report_to", "micro_batch"):  # none of these changes what is trained
             data.pop(key)
         return data
 
@@ -107,9 +108,13 @@ def _args(config: GrpoConfig, batch: int) -> Any:
 
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu if config.bf16 is None else config.bf16
+    micro = micro_batch_size(config, batch, on_gpu)
+    # One generation batch (every episode of the step) per optimizer step, trained in micro-batches: TRL sets
+    # steps_per_generation = gradient_accumulation_steps. On CPU the whole group at once does not fit: the
+    # logits of 4 episodes of ~2.5k tokens over SmolLM2's 49k vocabulary took the run to 17.8 GB and an OOM kill.
     return GRPOConfig(
         output_dir=str(Path(config.output) / C.CHECKPOINTS), max_steps=config.max_steps,
-        learning_rate=config.learning_rate, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+        learning_rate=config.learning_rate, per_device_train_batch_size=micro, gradient_accumulation_steps=batch // micro,
         num_generations=config.num_generations, max_completion_length=(config.token_budget if config.task_set == "suite"
                                                                        else config.max_completion_length),
         temperature=config.temperature, top_p=config.top_p, beta=config.beta, loss_type=config.loss_type,
@@ -120,6 +125,14 @@ def _args(config: GrpoConfig, batch: int) -> Any:
         report_to=[] if config.report_to == "none" else config.report_to.split(","), disable_tqdm=True,
         dataloader_num_workers=0, lr_scheduler_type="constant", shuffle_dataset=True,
     )
+
+
+def micro_batch_size(config: GrpoConfig, batch: int, on_gpu: bool) -> int:
+    micro = config.micro_batch or (batch if on_gpu else 1)
+    if batch % micro:
+        raise GrpoError(f"--micro-batch {micro} must divide the step's {batch} episodes "
+                        f"(--num-generations {config.num_generations} x --prompts-per-step {config.prompts_per_step})")
+    return micro
 
 
 def _model(config: GrpoConfig) -> tuple[Any, Any, Any]:
@@ -299,6 +312,7 @@ def train(config: GrpoConfig, *, force: bool = False, progress: Any | None = Non
         raise GrpoError(f"--task-set must be one of {', '.join(TASK_SETS)}")
     if config.num_generations < 2:
         raise GrpoError("--num-generations must be at least 2: GRPO's advantage compares rollouts of one prompt")
+    micro_batch_size(config, config.num_generations * config.prompts_per_step, on_gpu=False)  # refuse before loading
     output = Path(config.output)
     settings = config.settings()
     previous = _previous(output)
