@@ -184,7 +184,7 @@ class PidsCgroup:
         return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.procs), *argv]
 
     def close(self) -> None:
-        for _ in range(50):
+        for attempt in range(60):
             try:
                 pids = [int(p) for p in self.procs.read_text().split()]
             except OSError:
@@ -199,8 +199,8 @@ class PidsCgroup:
                 return
             except FileNotFoundError:
                 return
-            except OSError:
-                threading.Event().wait(0.05)
+            except OSError:  # busy until the killed processes are gone: usually a millisecond or two
+                threading.Event().wait(min(0.001 * 2 ** attempt, 0.05))
 
 
 @lru_cache(maxsize=1)

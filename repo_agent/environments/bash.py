@@ -116,9 +116,9 @@ class BashEnvironment(WorkspaceEnvironment):
             killed = f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]"
         finally:
             _kill(proc.pid)
+            proc.wait()  # reaped first: the cgroup cannot be removed while it holds our child
             if cgroup is not None:
                 cgroup.close()
-            proc.wait()
             reader.join(timeout=10)
         if overflow.is_set():
             killed = f"[killed: the command printed more than {READ_LIMIT_BYTES // 1024**2} MB]"
