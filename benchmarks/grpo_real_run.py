@@ -1,18 +1,19 @@
 """The real GRPO run on the embedded model (issue 17): what it cost and what it changed, read from the
-run folders (nothing is re-run here). Reproduce the run with:
+run folders (nothing is re-run here). Reproduce the run with (the main job first: its SFT adapter is
+GRPO's start and its SFT eval the baseline):
 
-    repo-agent pipeline --out runs/grpo_base --max-steps 40     # teacher data, sft-extract, SFT adapter (or the stages alone)
+    bash scripts/main.sh                                            # runs/pipeline: adapter, eval_sft, ...
     repo-agent grpo --suite eval/suites/bundled_train_suite.json --model smollm2 \
-        --from-adapter runs/grpo_base/adapter --num-generations 4 --max-steps 4 --token-budget 1536 \
+        --from-adapter runs/pipeline/adapter --num-generations 4 --max-steps 4 --token-budget 1536 \
         --max-tokens 256 --max-iters 6 --test-policy on_write --learning-rate 5e-5 --save-steps 2 \
-        --output runs/grpo_base/grpo
-    EVAL="--suite eval/suites/bundled_test_suite.json --llm-provider local --model smollm2 --max-iters 10 \
-        --max-tokens 214 --rollouts 1 --temperature 0 --test-policy on_write --num-workers 4 --seed 0"
-    repo-agent eval $EVAL --trace-dir runs/grpo_base/eval_sft --adapter runs/grpo_base/adapter
-    repo-agent eval $EVAL --trace-dir runs/grpo_base/eval_grpo --adapter runs/grpo_base/grpo
-    repo-agent report compare runs/grpo_base/eval_sft runs/grpo_base/eval_grpo --out runs/grpo_base/compare_grpo
+        --output runs/pipeline/grpo
+    repo-agent eval --suite eval/suites/bundled_test_suite.json --trace-dir runs/pipeline/eval_grpo \
+        --llm-provider local --model smollm2 --max-iters 10 --max-tokens 214 --rollouts 1 --temperature 0 \
+        --test-policy on_write --toolset files --num-workers 4 --seed 0 --adapter runs/pipeline/grpo
+    repo-agent report compare runs/pipeline/eval_sft runs/pipeline/eval_grpo --out runs/pipeline/compare_grpo
 
-then `.venv/bin/python benchmarks/grpo_real_run.py --run runs/grpo_base` prints the figures and writes
+(the eval flags are the main job's own for its SFT eval, from runs/pipeline/pipeline.json), then
+`.venv/bin/python benchmarks/grpo_real_run.py --run runs/pipeline` prints the figures and writes
 benchmarks/results/grpo_real_run.json.
 """
 
@@ -34,7 +35,7 @@ def read_json(path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, default=REPO / "runs" / "grpo_base")
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "pipeline")
     parser.add_argument("--note", default="", help="free text recorded with the figures (e.g. how the SFT adapter was made)")
     args = parser.parse_args()
     run = args.run
@@ -59,7 +60,7 @@ def main() -> None:
         "benchmark": "grpo_real_run",
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
                     "load_average_now": os.getloadavg(),
-                    "note": "2 CPU cores shared with other engineers' jobs during the run (load average 3-6)"},
+                    "note": "2 CPU cores shared with other jobs during the run (see note)"},
         "settings": grpo["settings"],
         "note": args.note,
         "training": {
@@ -89,7 +90,7 @@ def main() -> None:
     print(f"stop reasons: {stop_reasons}")
     print(f"held-out ({comparison['tasks']} tasks): pass rate SFT {record['held_out_eval']['sft']['pass_rate']} -> "
           f"GRPO {record['held_out_eval']['grpo']['pass_rate']}; {comparison['verdict']}")
-    for name in ("parse_error_rate", "wrote_file_rate"):
+    for name in ("parse_error_rate", "runs_writing_file", "loop_detections_per_run"):
         if name in comparison["metrics"]:
             m = comparison["metrics"][name]
             print(f"  {name}: {m['baseline']} -> {m['candidate']} (95% CI of the difference {m['ci_low']}..{m['ci_high']})")
