@@ -17,6 +17,8 @@ from pathlib import Path
 
 import git
 
+from fixtures_suites import _commit  # one helper for the fixture repositories' commits
+
 CALC_OPS = '''\
 def add(a, b):
     return a - b
@@ -107,15 +109,6 @@ sys.exit(not result.wasSuccessful())
 '''
 SHOP_SPECS = {"acme/shop": {"*": {"runner": "unittest", "labels": "django", "log_parser": "django",
                                    "test_args": ["tests/runtests.py", "--verbosity", "2"], "install": "none"}}}
-
-
-def _commit(repo: git.Repo, files: dict[str, str], message: str) -> str:
-    root = Path(repo.working_dir)
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    repo.index.add(list(files))
-    return repo.index.commit(message).hexsha
 
 
 def _diff(repo: git.Repo, a: str, b: str, *paths: str) -> str:

@@ -69,7 +69,6 @@ def build_bugsinpy(
 
     from ..suites.bugsinpy import BuildOptions, build_bugsinpy_suite
     from ..suites.quixbugs import default_cache_dir
-    from ..suites.task import save_suite
 
     options = BuildOptions(
         work_dir=work_dir or default_cache_dir() / "bugsinpy", repos_dir=repos_dir,
@@ -87,14 +86,7 @@ def build_bugsinpy(
                                           on_bug=lambda t: progress.update(job, description=f"building {t}"))
     except FileNotFoundError as exc:
         fail(str(exc))
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
-    for skip in result.skipped:
-        console.print(f"[yellow]skipped[/yellow] {skip.task_id}: {skip.reason}", soft_wrap=True)
-    if not result.suite.tasks:
-        fail("no bug could be built", code=1)
-    save_suite(result.suite, out)
-    console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
+    _report_build(result, out, unit="bug")
 
 
 @build_app.command("swebench")
@@ -143,7 +135,8 @@ def default_work_dir(name: str) -> Path:
     return default_cache_dir() / name
 
 
-def _report_build(result, out: Path) -> None:
+def _report_build(result, out: Path, unit: str = "instance") -> None:
+    """Warnings and skipped tasks of a suite build, then the suite written (or exit 1 when nothing built)."""
     from ..suites.task import save_suite
 
     for warning in result.warnings:
@@ -151,7 +144,7 @@ def _report_build(result, out: Path) -> None:
     for skip in result.skipped:
         console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
     if not result.suite.tasks:
-        fail("no instance could be built", code=1)
+        fail(f"no {unit} could be built", code=1)
     save_suite(result.suite, out)
     console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
 
