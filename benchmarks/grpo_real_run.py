@@ -36,14 +36,17 @@ def read_json(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "pipeline")
+    parser.add_argument("--grpo", type=Path, default=None,
+                        help="the GRPO run folder (default RUN/grpo), e.g. a timing rerun of the same command")
     parser.add_argument("--note", default="", help="free text recorded with the figures (e.g. how the SFT adapter was made)")
     args = parser.parse_args()
     run = args.run
-    grpo = read_json(run / "grpo" / "grpo_config.json")
+    grpo_dir = args.grpo or run / "grpo"
+    grpo = read_json(grpo_dir / "grpo_config.json")
     summary = grpo["summary"]
-    log = [json.loads(line) for line in (run / "grpo" / "training_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (grpo_dir / "training_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "reward" in r]
-    rollouts = sorted((run / "grpo" / "rollouts").rglob("*.json"))
+    rollouts = sorted((grpo_dir / "rollouts").rglob("*.json"))
     traces = [read_json(p) for p in rollouts]
     stop_reasons: dict[str, int] = {}
     for trace in traces:
@@ -61,6 +64,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
                     "load_average_now": os.getloadavg(),
                     "note": "2 CPU cores shared with other jobs during the run (see note)"},
+        "grpo_run": str(grpo_dir),
         "settings": grpo["settings"],
         "note": args.note,
         "training": {
