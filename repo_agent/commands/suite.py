@@ -19,8 +19,14 @@ console = Console(stderr=True)
 
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default ~/.cache/repo-agent or $XDG_CACHE_HOME/repo-agent).")]
 PerTestTimeoutOpt = Annotated[Optional[float], typer.Option("--per-test-timeout", min=0.1, help="Seconds before one test is killed (default: 5 for QuixBugs, 60 for BugsInPy).")]
-
-
+# BugsInPy: `suite build bugsinpy` and `suite convert bugsinpy-to-swebench` read the same inputs.
+BugsInPyRootOpt = Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)]
+ProjectsOpt = Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")]
+BugsInPyReposOpt = Annotated[Optional[Path], typer.Option("--repos-dir", help="Folder with one git clone per project (<dir>/youtube-dl). Without it, projects are cloned into the cache folder (needs the network).", exists=True, file_okay=False)]
+BugsOpt = Annotated[Optional[str], typer.Option("--bugs", help="Comma-separated bug numbers (default: all).")]
+BugsInPyWorkDirOpt = Annotated[Optional[Path], typer.Option("--work-dir", help="Where bug snapshots and venvs go (default <cache>/bugsinpy); for `suite build` it becomes the suite root.")]
+UseCurrentPythonOpt = Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv (no pip, no setup.sh).")]
+PythonsDirOpt = Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")]
 
 
 @build_app.command("quixbugs")
@@ -52,33 +58,25 @@ def build_quixbugs(
 
 @build_app.command("bugsinpy")
 def build_bugsinpy(
-    root: Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)],
-    projects: Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")],
-    repos_dir: Annotated[Optional[Path], typer.Option("--repos-dir", help="Folder with one git clone per project (<dir>/youtube-dl). Without it, projects are cloned into the cache folder (needs the network).", exists=True, file_okay=False)] = None,
+    root: BugsInPyRootOpt,
+    projects: ProjectsOpt,
+    repos_dir: BugsInPyReposOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Suite file to write.")] = Path("eval/suites/bugsinpy_suite.json"),
     suite_id: Annotated[str, typer.Option("--suite-id", help="Prefix of the task ids (bugsinpy/youtube-dl-1).")] = "bugsinpy",
-    bugs: Annotated[Optional[str], typer.Option("--bugs", help="Comma-separated bug numbers to build (default: all).")] = None,
-    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Where bug snapshots and venvs go; it becomes the suite root (default <cache>/bugsinpy).")] = None,
-    use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv (no pip, no setup.sh).")] = False,
-    pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
+    bugs: BugsOpt = None,
+    work_dir: BugsInPyWorkDirOpt = None,
+    use_current_python: UseCurrentPythonOpt = False,
+    pythons_dir: PythonsDirOpt = None,
     per_test_timeout: PerTestTimeoutOpt = None,
     sandbox: O.SandboxOpt = "auto",
 ) -> None:
     """One task per bug: the project at the buggy commit plus the fixed commit's tests; defective bugs are reported and skipped."""
     from rich.progress import Progress
 
-    from ..suites.bugsinpy import BuildOptions, build_bugsinpy_suite
-    from ..suites.quixbugs import default_cache_dir
+    from ..suites.bugsinpy import build_bugsinpy_suite
 
-    options = BuildOptions(
-        work_dir=work_dir or default_cache_dir() / "bugsinpy", repos_dir=repos_dir,
-        use_current_python=use_current_python, pythons_dir=pythons_dir,
-        per_test_timeout=per_test_timeout or 60.0,
-        bugs=tuple(b.strip() for b in (bugs or "").split(",") if b.strip()),
-        sandbox=sandbox,
-    )
-    _check_sandbox(sandbox)
-    names = [p.strip() for p in projects.split(",") if p.strip()]
+    options = _bugsinpy_options(work_dir, repos_dir, use_current_python, pythons_dir, per_test_timeout, bugs, sandbox)
+    names = _csv(projects)
     try:
         with Progress(console=console, transient=True) as progress:
             job = progress.add_task("building", total=None)
@@ -118,7 +116,7 @@ def build_swebench(
     options = SwebenchOptions(
         repos_dir=repos_dir, work_dir=work_dir or default_work_dir("swebench"), use_current_python=use_current_python,
         pythons_dir=pythons_dir, python=python, specs=overrides, per_test_timeout=per_test_timeout or 60.0,
-        total_timeout=total_timeout, instances=tuple(i.strip() for i in (only or "").split(",") if i.strip()))
+        total_timeout=total_timeout, instances=tuple(_csv(only)))
     try:
         with Progress(console=console, transient=True) as progress:
             job = progress.add_task("building", total=None)
@@ -127,6 +125,20 @@ def build_swebench(
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(str(exc))
     _report_build(result, out)
+
+
+def _csv(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _bugsinpy_options(work_dir: Path | None, repos_dir: Path | None, use_current_python: bool, pythons_dir: Path | None,
+                      per_test_timeout: float | None, bugs: str | None, sandbox: str):
+    from ..suites.bugsinpy import BuildOptions
+
+    _check_sandbox(sandbox)
+    return BuildOptions(work_dir=work_dir or default_work_dir("bugsinpy"), repos_dir=repos_dir,
+                        use_current_python=use_current_python, pythons_dir=pythons_dir,
+                        per_test_timeout=per_test_timeout or 60.0, bugs=tuple(_csv(bugs)), sandbox=sandbox)
 
 
 def default_work_dir(name: str) -> Path:
@@ -139,14 +151,19 @@ def _report_build(result, out: Path, unit: str = "instance") -> None:
     """Warnings and skipped tasks of a suite build, then the suite written (or exit 1 when nothing built)."""
     from ..suites.task import save_suite
 
-    for warning in result.warnings:
-        console.print(f"[yellow]note:[/yellow] {_escape(warning)}", soft_wrap=True)
-    for skip in result.skipped:
-        console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
+    _report_notes(result)
     if not result.suite.tasks:
         fail(f"no {unit} could be built", code=1)
     save_suite(result.suite, out)
     console.print(f"wrote {out} with {len(result.suite.tasks)} tasks ({len(result.skipped)} skipped)")
+
+
+def _report_notes(result) -> None:
+    """A build's or conversion's warnings and skipped bugs/instances, with their text escaped for rich."""
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/yellow] {_escape(warning)}", soft_wrap=True)
+    for skip in result.skipped:
+        console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
 
 
 def _escape(text: str) -> str:
@@ -161,14 +178,14 @@ suite_app.add_typer(convert_app, name="convert")
 
 @convert_app.command("bugsinpy-to-swebench")
 def convert_bugsinpy_to_swebench(
-    root: Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)],
-    projects: Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")],
+    root: BugsInPyRootOpt,
+    projects: ProjectsOpt,
     out: Annotated[Path, typer.Option("--out", help="Instance records to write (JSON Lines; parquet if the name ends in .parquet).")],
-    repos_dir: Annotated[Optional[Path], typer.Option("--repos-dir", help="Folder with one git clone per project (<dir>/youtube-dl).", exists=True, file_okay=False)] = None,
-    bugs: Annotated[Optional[str], typer.Option("--bugs", help="Comma-separated bug numbers (default: all).")] = None,
-    work_dir: Annotated[Optional[Path], typer.Option("--work-dir", help="Where bug snapshots and venvs go (default <cache>/bugsinpy).")] = None,
-    use_current_python: Annotated[bool, typer.Option("--use-current-python", help="Run tests with the Python running repo-agent instead of a per-project venv.")] = False,
-    pythons_dir: Annotated[Optional[Path], typer.Option("--pythons-dir", help="Folder of installed Pythons named by version (default ~/.pyenv/versions).")] = None,
+    repos_dir: BugsInPyReposOpt = None,
+    bugs: BugsOpt = None,
+    work_dir: BugsInPyWorkDirOpt = None,
+    use_current_python: UseCurrentPythonOpt = False,
+    pythons_dir: PythonsDirOpt = None,
     per_test_timeout: PerTestTimeoutOpt = None,
     sandbox: O.SandboxOpt = "auto",
 ) -> None:
@@ -176,22 +193,14 @@ def convert_bugsinpy_to_swebench(
     failing tests as FAIL_TO_PASS, the other tests of those files that pass with and without the fix as
     PASS_TO_PASS (two sealed runs per bug). Build a suite from them with `suite build swebench`."""
     from ..data.export import AtomicJsonl
-    from ..suites.bugsinpy import BuildOptions
     from ..suites.to_swebench import convert_bugsinpy
 
-    options = BuildOptions(
-        work_dir=work_dir or default_work_dir("bugsinpy"), repos_dir=repos_dir, use_current_python=use_current_python,
-        pythons_dir=pythons_dir, per_test_timeout=per_test_timeout or 60.0,
-        bugs=tuple(b.strip() for b in (bugs or "").split(",") if b.strip()), sandbox=sandbox)
-    _check_sandbox(sandbox)
+    options = _bugsinpy_options(work_dir, repos_dir, use_current_python, pythons_dir, per_test_timeout, bugs, sandbox)
     try:
-        result = convert_bugsinpy(root, [p.strip() for p in projects.split(",") if p.strip()], options, sandbox)
+        result = convert_bugsinpy(root, _csv(projects), options, sandbox)
     except FileNotFoundError as exc:
         fail(str(exc))
-    for warning in result.warnings:
-        console.print(f"[yellow]note:[/yellow] {_escape(warning)}", soft_wrap=True)
-    for skip in result.skipped:
-        console.print(f"[yellow]skipped[/yellow] {_escape(skip.task_id)}: {_escape(skip.reason)}", soft_wrap=True)
+    _report_notes(result)
     if not result.instances:
         fail("no bug could be converted", code=1)
     records = [i.to_record() for i in result.instances]
