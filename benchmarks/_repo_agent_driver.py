@@ -114,6 +114,9 @@ class MeasuredEnvironment:
     def ignored_changes(self) -> list[str]:
         return self.stamps.around("diff", self.inner.ignored_changes)
 
+    def changed_texts(self):
+        return self.stamps.around("diff", self.inner.changed_texts)
+
     def close(self) -> None:
         self.stamps.around("workspace", self.inner.close)
 

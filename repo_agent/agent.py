@@ -20,6 +20,7 @@ from .models.base import Model, ModelReply
 from .prompts import goal_message
 from .suites.rules import REFUSED_PROTECTED
 from .suites.task import Suite, TaskSpec
+from .suspicious import suspicious_constructs
 from .verdict import verdict_outcome
 from .toolsets import toolset_named
 from .traces import TraceWriter, new_trace
@@ -60,7 +61,7 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
     loops = LoopDetector(config.loop_window)
     stop_reason, error, report, env = "max_iters", None, None, None
     refused: list[dict[str, Any]] = []
-    final_diff, ignored = "", []
+    final_diff, ignored, suspicious = "", [], []
     try:
         env = open_env(suite, task, toolset.name, config.sandbox)
         dirty = True  # the workspace changed since `report` was measured
@@ -111,17 +112,27 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
         if report is None or dirty:
             report = env.run_tests(fail_fast=config.verdict_fail_fast)
         final_diff, ignored = env.final_diff(), env.ignored_changes()
+        suspicious = suspicious_constructs(env.changed_texts(), _reference_texts(suite, task))
     except Exception:
         stop_reason, error = "harness_error", traceback.format_exc(limit=8)
     finally:
         if env is not None:
             env.close()
     verdict = report.to_dict() if report else None
+    tampered = any(r["reason"] == REFUSED_PROTECTED for r in refused) or bool((verdict or {}).get("tampered"))
     writer.finish(stop_reason=stop_reason, error=error, verdict=verdict, final_diff=final_diff,
-                  refused_writes=refused, tampered=any(r["reason"] == REFUSED_PROTECTED for r in refused),
+                  refused_writes=refused, tampered=tampered, suspicious=suspicious,
                   ignored_changes=ignored, finished_at=time.time(),
-                  metrics=episode_metrics(writer.trace["steps"], verdict, time.monotonic() - started))
+                  metrics=episode_metrics(writer.trace["steps"], verdict, time.monotonic() - started, suspicious))
     return writer.trace
+
+
+def _reference_texts(suite: Suite, task: TaskSpec) -> dict[str, str]:
+    """The reference fix's files (what `suspicious` may add without blame); {} when unreadable."""
+    try:
+        return suite.reference_text(task)
+    except (OSError, UnicodeDecodeError):
+        return {}
 
 
 def _loop_key(action: P.Action | P.ParseError, reply: ModelReply) -> str:
@@ -167,7 +178,8 @@ def _result_message(body: str, assistant: dict[str, Any], native: bool) -> dict[
     return {"role": "user", "content": content}
 
 
-def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None, wall_time_s: float) -> dict[str, Any]:
+def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None, wall_time_s: float,
+                    suspicious: list[str] | None = None) -> dict[str, Any]:
     parse_errors = [s["parse_error"]["kind"] for s in steps if s.get("parse_error")]
     tool_names = [s["action"]["name"] for s in steps if s.get("action") and s["action"]["type"] == "tool_call"]
     kinds: dict[str, int] = {}
@@ -185,7 +197,8 @@ def episode_metrics(steps: list[dict[str, Any]], verdict: dict[str, Any] | None,
         "tool_calls": {name: tool_names.count(name) for name in sorted(set(tool_names))},
         "tool_errors": sum(1 for s in steps if s.get("tool_ok") is False),
         "refused_writes": len(refused),
-        "tampered": REFUSED_PROTECTED in refused,
+        "tampered": REFUSED_PROTECTED in refused or bool((verdict or {}).get("tampered")),
+        "suspicious": bool(suspicious),
         "wrote_file": "write_file" in tool_names,
         "modified_files": any(s.get("changed_files") for s in steps),
         "loop_detections": sum(1 for s in steps if s.get("loop")),

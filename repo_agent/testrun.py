@@ -1,8 +1,12 @@
 """The driver's test runner.
 
-pytest runs in a subprocess (inside the sandbox when there is one), in its own process group, with a
-per-test timeout (pytest-timeout, signal method), a whole-run timeout, memory/CPU/file-size/process
-limits and an environment scrubbed of credentials. Its stdout/stderr go to a file capped in size, never
+pytest runs in a subprocess (inside the sandbox when there is one), in its own process group, with
+time budgets in **CPU seconds** (the same code gets the same verdict on a quiet and on a loaded
+machine): per test call, the task's `per_test_timeout` of CPU time (ITIMER_PROF, in our plugin), and
+for the whole run `total_timeout` (RLIMIT_CPU of the test process). Wall-clock limits stay as a
+backstop, WALL_BACKSTOP times longer, for code that sleeps or blocks (pytest-timeout's signal method
+per test, a kill of the whole run). Memory/file-size/process limits and an environment scrubbed of
+credentials complete it. Its stdout/stderr go to a file capped in size, never
 whole into memory. Results come from our plugin (`_child/repo_agent_results.py`) as authenticated
 records over a pipe, one per test phase as it finishes; verdict.py checks them and decides the outcome.
 """
@@ -10,8 +14,10 @@ records over a pipe, one per test phase as it finishes; verdict.py checks them a
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -34,6 +41,30 @@ MAX_RECORDS = 200_000
 CHILD_DIR = Path(__file__).resolve().parent / "_child"
 MAX_FILE_BINDS = 2000  # bubblewrap refuses more than 9000 arguments; each bind takes three
 CONFIG_ARG_LIMIT = 64 * 1024  # a longer bootstrap config (thousands of protected files) goes through a file
+WALL_BACKSTOP = float(os.environ.get("REPO_AGENT_WALL_BACKSTOP", 6.0))  # wall-clock limit = this x the CPU budget
+
+
+@dataclass(frozen=True)
+class StrictConfig:
+    """Which classes are the program's (see _child/repo_agent_strict.py). `program`: every class made by
+    code in a file the model may change. `repository` (SWE-bench-style and BugsInPy tasks): only classes
+    the pristine repository does not define, by file and class name."""
+
+    mode: str = "program"
+    pristine_files: tuple[str, ...] = ()  # repository mode: the pristine task's .py files
+    pristine_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # changed file -> its pristine class names
+    trusted_files: tuple[str, ...] = ()  # files trusted besides the read-only ones (an unsealed run's conftests)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"mode": self.mode, "pristine_files": list(self.pristine_files),
+                "pristine_classes": {rel: list(names) for rel, names in self.pristine_classes},
+                "trusted_files": list(self.trusted_files)}
+
+
+def budget_of(spec: TestSpec) -> dict[str, Any]:
+    """The time budget a verdict ran under (recorded in the verdict)."""
+    return {"kind": "cpu", "per_test_s": spec.per_test_timeout, "total_s": spec.total_timeout,
+            "wall_backstop_x": WALL_BACKSTOP}
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = scrubbed_environ()
@@ -57,15 +88,19 @@ def _user_process_count() -> int:
     return count
 
 
-def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = ()) -> list[str]:
+def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = (),
+                   strict: StrictConfig | None = None) -> list[str]:
     """The test process's command: our bootstrap, then pytest (or, for `runner: unittest`, the task's
     runner script or module, whose unittest results our hook streams instead of the pytest plugin)."""
     python = spec.python or sys.executable
+    wall_per_test = round(spec.per_test_timeout * WALL_BACKSTOP, 3)
     config = {
         "runner": spec.runner,
-        "per_test_timeout": spec.per_test_timeout,
+        "per_test_cpu": spec.per_test_timeout,
+        "per_test_timeout": wall_per_test,
+        "strict": (strict or StrictConfig()).to_config(),
         "memory_bytes": MEMORY_LIMIT_BYTES,
-        "cpu_seconds": int(spec.total_timeout) + 10,
+        "cpu_seconds": int(math.ceil(spec.total_timeout)) + 1,
         "file_bytes": OUTPUT_LIMIT_BYTES,
         # root is exempt from RLIMIT_NPROC (a pids cgroup contains it instead); others get headroom
         "max_processes": None if os.geteuid() == 0 else _user_process_count() + 256,
@@ -78,7 +113,7 @@ def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = 
         raise ValueError(f"unknown test runner {spec.runner!r} (pytest or unittest)")
     args = [python, "-c", launcher, json.dumps(config),
             "-q", "-p", "pytest_timeout", "-p", "no:cacheprovider", "-p", "no:junitxml", "--rootdir=.",
-            "-o", "addopts=", f"--timeout={spec.per_test_timeout}", "--timeout-method=signal"]
+            "-o", "addopts=", f"--timeout={wall_per_test}", "--timeout-method=signal"]
     if fail_fast:
         args.append("-x")
     return args + list(spec.args)
@@ -96,7 +131,7 @@ def set_test_concurrency(slots: int) -> None:
 
 def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False, *, sandbox: Sandbox | str = "auto",
               expected: ExpectedTests | None = None, readonly: Iterable[Path] = (), hide: Iterable[Path] = (),
-              resolution: Resolution | None = None) -> TestReport:
+              resolution: Resolution | None = None, strict: StrictConfig | None = None) -> TestReport:
     """Run `spec` in `root`. Never raises for test failures, crashes or hangs. `readonly` files are
     bound read-only in the sandbox and write-guarded without one (the caller checks them afterwards);
     `hide` folders (the suite's, which hold the reference fixes) are empty inside the sandbox. With a
@@ -104,7 +139,7 @@ def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False, *, sandbox: S
     box = resolve_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     with _TEST_SLOTS:
         return _run_tests(Path(root), spec, fail_fast and resolution is None, box, expected,
-                          [Path(p) for p in readonly], list(hide), resolution)
+                          [Path(p) for p in readonly], list(hide), resolution, strict)
 
 
 class _RecordReader(threading.Thread):
@@ -136,7 +171,8 @@ class _RecordReader(threading.Thread):
 
 
 def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expected: ExpectedTests | None,
-               readonly: list[Path], hide: list[Path], resolution: Resolution | None = None) -> TestReport:
+               readonly: list[Path], hide: list[Path], resolution: Resolution | None = None,
+               strict: StrictConfig | None = None) -> TestReport:
     started = time.monotonic()
     key = secrets.token_bytes(32)
     result_r, result_w = os.pipe()
@@ -149,7 +185,10 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
         env["PYTHONPATH"] = os.pathsep.join(str(root / folder) for folder in spec.pythonpath)
     if box.isolated:
         env["HOME"] = "/tmp/home"
-    cmd = pytest_command(spec, fail_fast, readonly)
+    strict = strict or StrictConfig()
+    if not readonly:  # an unsealed run (no read-only files named): its own conftests are the task's
+        strict = replace(strict, trusted_files=tuple(str(p) for p in root.rglob("conftest.py")))
+    cmd = pytest_command(spec, fail_fast, readonly, strict)
     python = spec.python or sys.executable
     binds = _fewer_binds(root, [p for p in readonly if p.exists()])
     config_dir = _config_through_file(cmd, binds)
@@ -217,9 +256,7 @@ def _run_wrapped(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, env: 
             os.close(key_r)
         reader.start()
         try:
-            proc.wait(timeout=spec.total_timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = not _wait(proc, spec.total_timeout * WALL_BACKSTOP)
         finally:
             _kill_group(proc.pid)  # tests may leave children behind
             if cgroup is not None:
@@ -231,10 +268,38 @@ def _run_wrapped(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, env: 
     if reader.overflow:
         problems.append(f"more than {MAX_RECORDS} result records")
     report = decide(records, problems, exit_code=proc.returncode, run_timed_out=timed_out,
-                    total_timeout=spec.total_timeout, expected=expected, output_tail=tail, resolution=resolution)
+                    total_timeout=spec.total_timeout * WALL_BACKSTOP, expected=expected, output_tail=tail,
+                    resolution=resolution)
+    report.budget = budget_of(spec)
     report.sandbox = box.kind
     report.duration_s = time.monotonic() - started
     return report
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait for `proc` to end (True) or `timeout` seconds to pass (False), waking the moment it ends
+    (a pidfd, where the kernel has them; Popen.wait with a timeout polls every few milliseconds)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is not None:
+        try:
+            fd = opener(proc.pid)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                if not poller.poll(max(0, int(timeout * 1000))):
+                    return False
+            finally:
+                os.close(fd)
+            proc.wait()
+            return True
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _tail(output: Any, limit: int = 4000) -> str:

@@ -9,7 +9,14 @@ tests or its FAIL_TO_PASS / PASS_TO_PASS lists) and the outcome decided:
     tests_missing  nothing failed but not every expected test ran and passed (collection errors,
                    exits, skips, tests that vanished)
     error          the run itself broke: whole-run timeout, a crash, forged/inconsistent records, a
-                   protected file changed during the run
+                   protected file changed during the run, or the test process reported that what the
+                   verdict depends on was tampered with (`integrity` records: pytest, pluggy, our plugin
+                   or the builtins changed, a hook registered from the program's code, a report that
+                   contradicts what the test did); `tampered` is then true
+
+`suspicious_constructs` is the static second line: constructs a fix has no business adding (new
+comparison dunders, imports of pytest or gc, frame access, writes to sys.modules or builtins, ...),
+named from the final texts of the changed files and the reference fix. It never changes the outcome.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class TestReport:
     collected: dict[str, dict[str, Any]] = field(default_factory=dict)  # test id -> {params, defined_in}
     sandbox: str = "none"
     output_tail: str = ""
+    cpu: dict[str, float] = field(default_factory=dict)  # test id -> CPU seconds of its call
+    budget: dict[str, Any] | None = None  # the time budget the run had (testrun.budget_of)
     # SWE-bench-style tasks only: {status, FAIL_TO_PASS: {success, failure}, PASS_TO_PASS: {...}} (grading.py)
     resolution: dict[str, Any] | None = None
 
@@ -61,6 +70,10 @@ class TestReport:
     @property
     def ok(self) -> bool:
         return self.outcome == "passed"
+
+    @property
+    def tampered(self) -> bool:
+        return bool(self.integrity)
 
     def snippet(self) -> str:
         """The line the driver appends to a write_file result (test policy on_write/final)."""
@@ -85,6 +98,8 @@ class TestReport:
             "expected_tests": self.expected,
             "missing_tests": self.missing[:50],
             "integrity": self.integrity,
+            "tampered": self.tampered,
+            **({"budget": self.budget} if self.budget is not None else {}),
             "tests": dict(list(self.tests.items())[:500]),
             "summary": self.summary,
             **({"resolution": self.resolution} if self.resolution is not None else {}),
@@ -213,8 +228,13 @@ def decide(records: list[dict[str, Any]], problems: list[str], *, exit_code: int
     collected = {str(r.get("id")): {"params": r.get("params"), "defined_in": r.get("defined_in")}
                  for r in records if r.get("e") == "collected"}
     collect_errors = [r for r in records if r.get("e") == "collect_error"]
+    for r in records:
+        if r.get("e") == "integrity":
+            problems += [f"tampering: {p}" for p in (r.get("problems") or ["(unspecified)"])][:20]
+    cpu = {str(r.get("id")): float(r["cpu"]) for r in records
+           if r.get("e") == "test" and r.get("when") == "call" and isinstance(r.get("cpu"), (int, float))}
     report = TestReport(run_timed_out=run_timed_out, exit_code=exit_code, tests=statuses, collected=collected,
-                        output_tail=output_tail[-2000:])
+                        output_tail=output_tail[-2000:], cpu=cpu)
     report.passed = sum(s == "passed" for s in statuses.values())
     report.failed = sum(s == "failed" for s in statuses.values())
     report.errors = sum(s == "error" for s in statuses.values())

@@ -9,6 +9,7 @@ and is checked afterwards: if a read-only file changed anyway, the run is not tr
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import os
@@ -20,11 +21,14 @@ from pathlib import Path
 
 from .suites.rules import WriteRules
 from .suites.task import Suite, TaskSpec
-from .testrun import run_tests
+from .testrun import StrictConfig, run_tests
 from .verdict import TestReport, distrust
 from .sandbox import Sandbox, resolve_sandbox, source_folders
 
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
+# Suites whose programs are whole repositories with classes of their own that define __eq__: there only
+# the classes the model adds count as the program's in strict comparisons (testrun.StrictConfig).
+REPOSITORY_KINDS = ("bugsinpy", "swebench")
 
 
 @dataclass
@@ -232,7 +236,8 @@ class TaskWorkspace:
             readonly = [sealed.root / rel for rel in self._readonly_digests]
             report = run_tests(sealed.root, self.task.test, fail_fast, sandbox=self.sandbox,
                                expected=self.task.expected_tests, readonly=readonly,
-                               hide=hidden_folders(self.suite), resolution=self.task.resolution)
+                               hide=hidden_folders(self.suite), resolution=self.task.resolution,
+                               strict=self.strict_config())
             for rel, digest in self._readonly_digests.items():
                 path = sealed.root / rel
                 if not path.is_file() or _digest(path) != digest:
@@ -243,6 +248,20 @@ class TaskWorkspace:
                     distrust(report, f"test {test_id} runs code defined in {origin}, a file the model may change")
                     break
         return report
+
+    def strict_config(self) -> StrictConfig:
+        """What counts as the program's type in this task's strict comparisons."""
+        if self.task.resolution is None and self.suite.kind not in REPOSITORY_KINDS:
+            return StrictConfig()
+        changed = {rel: _class_names(self.pristine[rel]) for rel in self.changes()
+                   if rel.endswith(".py") and rel in self.pristine}
+        return StrictConfig("repository", tuple(sorted(rel for rel in self.pristine if rel.endswith(".py"))),
+                            tuple(sorted(changed.items())))
+
+    def changed_texts(self) -> dict[str, tuple[str, str | None]]:
+        """Workspace path -> (pristine text, text now; None: deleted) of every change a test run sees."""
+        return {rel: ("".join(_text(self.pristine.get(rel))), None if path is None else "".join(_text(path)))
+                for rel, path in self.changes().items()}
 
     def cleanup(self) -> None:
         self.workspace.cleanup()
@@ -262,6 +281,15 @@ def hidden_folders(suite: Suite) -> list[Path]:
     SWE-bench suite was built from, whose history holds the fix and the new tests)."""
     extra = [Path(p) for p in (suite.source or {}).get("hidden", []) if isinstance(p, str)]
     return source_folders(suite.root) + [p if p.is_absolute() else (suite.root / p).resolve() for p in extra]
+
+
+def _class_names(path: Path) -> tuple[str, ...]:
+    """The names of every class a Python file defines (nested ones too); () when it does not parse."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return ()
+    return tuple(sorted({node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}))
 
 
 def _text(path: Path | None) -> list[str]:

@@ -87,20 +87,22 @@ def test_default_filters_count_what_they_remove(cli, fixture, tmp_path):
     assert result.exit_code == 0, result.output
     stats = json.loads(out.with_name("sft.stats.json").read_text())
     traces = [read_trace(p) for p in sorted((trace_dir / "traces").glob("*.json"))]
+    tampered = [t for t in traces if t["tampered"]]
+    assert [t["rollout_id"] for t in tampered] == ["gcd__tamper"]  # its refused write of the test file
+    assert stats["removed"]["tampered_or_suspicious_rollout"] == len(tampered[0]["steps"])  # every step of it
+    traces = [t for t in traces if not t["tampered"]]
     parse_errors = sum(1 for t in traces for s in t["steps"] if s["parse_error"])
-    refused = sum(1 for t in traces for s in t["steps"] if s["refused"])
     mistakes = sum(1 for t in traces for s in t["steps"] if s.get("mistake"))
     failed_valid = sum(1 for t in traces if not t["metrics"]["passed"] for s in t["steps"]
                        if not s["parse_error"] and not s["refused"])
     tool_errors_in_passed = sum(1 for t in traces if t["metrics"]["passed"] for s in t["steps"] if s["tool_ok"] is False)
-    assert parse_errors == 2 and failed_valid > 0 and tool_errors_in_passed == 1 and refused == 1 and mistakes == 1
+    assert parse_errors == 2 and failed_valid > 0 and tool_errors_in_passed == 1 and mistakes == 1
     assert stats["removed"]["parse_error"] == parse_errors
-    assert stats["removed"]["refused_write"] == refused
     assert stats["removed"]["mistake"] == mistakes  # in a rollout that passed: removed for being a mistake
     assert stats["removed"]["rollout_failed"] == failed_valid
     assert stats["removed"]["tool_error"] == tool_errors_in_passed
-    assert stats["rollouts_read"] == len(traces) == 10
-    assert stats["steps_seen"] == sum(len(t["steps"]) for t in traces)
+    assert stats["rollouts_read"] == len(traces) + len(tampered) == 10
+    assert stats["steps_seen"] == sum(len(t["steps"]) for t in traces + tampered)
     assert stats["examples"] + sum(stats["removed"].values()) == stats["steps_seen"]
     assert stats["check"]["ok"] is True
     passed_ids = {t["rollout_id"] for t in traces if t["metrics"]["passed"]}

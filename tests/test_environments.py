@@ -20,16 +20,19 @@ from repo_agent.suites.task import load_suite
 from repo_agent.traces import read_trace
 
 GOLDEN_DIGESTS = Path(__file__).parent / "golden" / "files_traces.sha256.json"
-# What may differ from the traces written before the seam: clocks, ids, the machine's sandbox, and the
-# fields the seam added (the tool set, the files a step changed, `run` recording the adapter like `eval`).
+# What may differ from the traces written before the seam: clocks, ids, the machine's sandbox, the
+# fields the seam added (the tool set, the files a step changed, `run` recording the adapter like `eval`),
+# and the ones the verdict's second wave added (the time budget, the static scan, the verdict's own
+# `tampered`: the trace's top-level `tampered` stays in the digest).
 VOLATILE = {"started_at", "finished_at", "latency_s", "wall_time_s", "model_time_s", "duration_s", "sandbox",
-            "toolset", "id", "tool_call_id", "changed_files", "modified_files", "adapter"}
+            "toolset", "id", "tool_call_id", "changed_files", "modified_files", "adapter", "budget", "suspicious"}
 HAVE_BWRAP = resolve_sandbox("auto").isolated
 
 
-def normal(value):
+def normal(value, key=None):
     if isinstance(value, dict):
-        return {k: normal(v) for k, v in value.items() if k not in VOLATILE}
+        return {k: normal(v, k) for k, v in value.items()
+                if k not in VOLATILE and not (key == "verdict" and k == "tampered")}
     if isinstance(value, list):
         return [normal(v) for v in value]
     return value

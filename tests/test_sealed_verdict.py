@@ -143,7 +143,9 @@ def test_programs_that_make_tests_vanish_do_not_pass(cli, tmp_path, hack):
     trace = episode(cli, tmp_path, [write("python_programs/gcd.py", program), FINAL])
     assert_not_passed(trace)
     assert trace["verdict"]["outcome"] in ("tests_missing", "error", "failed")
-    assert trace["tampered"] is False  # the write itself was allowed: the program is editable
+    assert not trace["refused_writes"]  # the write itself was allowed: the program is editable
+    # rebinding a builtin is tampering with the test process: the verdict names it
+    assert trace["tampered"] is (hack == "asserts become skips (builtins)")
 
 
 TEST_MODULE_HACKS = {

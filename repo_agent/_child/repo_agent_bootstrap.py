@@ -1,5 +1,6 @@
-"""Runs first in the test process (Python >= 3.6): limits, the write guard, then pytest (or a unittest
-runner script, for tasks whose tests run under the repository's own runner, e.g. Django's runtests.py).
+"""Runs first in the test process (Python >= 3.6): limits, class-origin records and strict asserts
+(repo_agent_strict), the write guard, then pytest (or a unittest runner script, for tasks whose tests
+run under the repository's own runner, e.g. Django's runtests.py).
 
 Called as `python -c "<adds this folder to sys.path; imports this module>" CONFIG_JSON PYTEST_ARGS...`.
 pytest and the results plugin are imported while the workspace is NOT on sys.path, so a workspace file
@@ -24,13 +25,18 @@ def _limit(name, value):
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def _install_write_guard(protected):
-    """An audit hook refusing Python-level writes to protected files (a second layer, for runs
-    without bubblewrap; bubblewrap's read-only binds are the first). Python >= 3.8 only."""
-    if not protected or not hasattr(sys, "addaudithook"):
+def _install_guard(protected, frame_check=None, frame_events=(), frame_attributes=()):
+    """One audit hook for two guards: writes to protected files are refused (a second layer, for runs
+    without bubblewrap; bubblewrap's read-only binds are the first), and, where `frame_check` is given,
+    frame access by the program (repo_agent_integrity.frame_guard). Python >= 3.8 only."""
+    if not hasattr(sys, "addaudithook") or (not protected and frame_check is None):
         return
     realpath, fsdecode = os.path.realpath, os.fsdecode
     guarded = frozenset(protected)
+    write_events = frozenset(["open", "os.remove", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.utime",
+                              "shutil.rmtree", "os.rename", "os.link", "os.symlink"])
+    frame_events = frozenset(frame_events) if frame_check is not None else frozenset()
+    frame_attributes = frozenset(frame_attributes) if frame_check is not None else frozenset()
 
     def target(path):
         if isinstance(path, int):
@@ -41,17 +47,24 @@ def _install_write_guard(protected):
             return None
 
     def hook(event, args):
+        if event == "object.__getattr__":  # tens of thousands per run (every __code__ read): decided here
+            if args[1] in frame_attributes:
+                frame_check(event, args)
+            return
+        if event in frame_events:
+            frame_check(event, args)
+            return
+        if not guarded or event not in write_events:
+            return
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & _WRITE_FLAGS)
             paths = [path] if writing else []
-        elif event in ("os.remove", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree"):
-            paths = [args[0]]
         elif event in ("os.rename", "os.link", "os.symlink"):
             paths = [args[0], args[1]]
         else:
-            return
+            paths = [args[0]]
         for path in paths:
             if target(path) in guarded:
                 raise PermissionError("repo-agent: protected test file is read-only: {}".format(path))
@@ -71,21 +84,38 @@ def main():
     _limit("RLIMIT_NPROC", config.get("max_processes"))
     workspace_entries = [p for p in sys.path if p in ("", os.getcwd())]
     sys.path[:] = [p for p in sys.path if p not in workspace_entries]
+    import repo_agent_strict
+
+    repo_agent_strict.install_class_origins()  # before pytest: its classes are recorded as trusted
+    repo_agent_strict.configure(config)
     if config.get("runner") == "unittest":
         import repo_agent_results  # noqa: F401  (reads its key before any test code can run)
         import repo_agent_unittest
 
+        repo_agent_strict.patch_unittest()
+        repo_agent_strict.patch_bytecode_cache()
         sys.path[0:0] = workspace_entries
-        _install_write_guard(config.get("protected") or [])
-        repo_agent_unittest.run(sys.argv[2:], config.get("per_test_timeout"))
+        import repo_agent_integrity
+
+        _install_guard(config.get("protected") or [], repo_agent_integrity.frame_guard(),
+                       repo_agent_integrity.FRAME_EVENTS, repo_agent_integrity.FRAME_ATTRIBUTES)
+        repo_agent_unittest.run(sys.argv[2:], config.get("per_test_cpu"), config.get("per_test_timeout"))
         return
     import pytest
     import pytest_timeout  # noqa: F401  (fails loudly here, not as a vanished test run)
     import repo_agent_results  # noqa: F401  (reads its key before any test code can run)
+    import repo_agent_pytest
 
+    repo_agent_pytest.configure(config)
+    repo_agent_strict.patch_pytest_rewriter()
+    repo_agent_strict.patch_unittest()
+    repo_agent_strict.patch_bytecode_cache()
     sys.path[0:0] = workspace_entries
-    _install_write_guard(config.get("protected") or [])
-    sys.exit(pytest.main(sys.argv[2:] + ["-p", "repo_agent_results"]))
+    import repo_agent_integrity
+
+    _install_guard(config.get("protected") or [], repo_agent_integrity.frame_guard(),
+                       repo_agent_integrity.FRAME_EVENTS, repo_agent_integrity.FRAME_ATTRIBUTES)
+    sys.exit(pytest.main(sys.argv[2:] + ["-p", "repo_agent_pytest"]))
 
 
 main()

@@ -1,16 +1,18 @@
-"""pytest plugin of repo-agent's driver: streams each result to the driver as it happens (Python >= 3.6).
+"""The result channel of repo-agent's driver: signed records to the driver, one per event (Python >= 3.6).
 
 The driver, not the test process, decides the verdict. Records go through a pipe opened before
 pytest started (not a file the tests could find and rewrite afterwards), each with a sequence number
 and an HMAC under a key read from a second pipe when this module is imported, which happens before
 any conftest or test module (hence before any code the model wrote) runs. Code that later writes to
 the pipe cannot sign its records, so forged, replayed or late records are detected by the driver.
+Everything the sender calls is bound when this module is imported (a program that later patches
+json, hmac or os does not change what is sent), and the key itself lives only inside the keyed MAC
+object. The pytest hooks live in repo_agent_pytest, the unittest hooks in repo_agent_unittest.
 """
 
 import fcntl
 import hashlib
 import hmac
-import inspect
 import json
 import os
 import random
@@ -41,20 +43,21 @@ def _read_key():
 
 
 def _make_sender():
-    key = _read_key()
+    mac = hmac.new(_read_key() or b"", digestmod=hashlib.sha256)
     fd = _take_fd("REPO_AGENT_RESULT_FD")
-    counter = [0]
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
-    def send(record):
-        if fd is None:
+    def send(record, _fd=fd, _copy=mac.copy, _encode=encoder.encode, _write=os.write, _counter=[0]):
+        if _fd is None:
             return
-        body = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
-        seq = counter[0]
-        counter[0] += 1
-        mac = hmac.new(key or b"", "{}:{}".format(seq, body).encode("utf-8"), hashlib.sha256).hexdigest()
-        data = '{{"seq":{},"mac":"{}","r":{}}}\n'.format(seq, mac, body).encode("utf-8")
+        body = _encode(record)
+        seq = _counter[0]
+        _counter[0] += 1
+        signer = _copy()
+        signer.update("{}:{}".format(seq, body).encode("utf-8"))
+        data = '{{"seq":{},"mac":"{}","r":{}}}\n'.format(seq, signer.hexdigest(), body).encode("utf-8")
         while data:
-            written = os.write(fd, data)
+            written = _write(_fd, data)
             data = data[written:]
 
     return send
@@ -62,61 +65,3 @@ def _make_sender():
 
 _send = _make_sender()
 del _make_sender, _read_key, _take_fd
-
-
-def _short(report):
-    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
-    text = getattr(crash, "message", None) or str(getattr(report, "longreprtext", "") or report.longrepr or "")
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return (lines[0] if crash is not None and lines else " | ".join(lines[-2:]))[:300]
-
-
-def _params_digest(item):
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    try:
-        text = json.dumps(callspec.params, sort_keys=True)
-    except (TypeError, ValueError):
-        return None  # objects whose repr may vary between runs: not fingerprinted
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _defined_in(item, root):
-    function = getattr(item, "function", None) or getattr(item, "obj", None)
-    try:
-        function = inspect.unwrap(function)
-    except Exception:
-        pass
-    function = getattr(function, "__func__", function)
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return None
-    path = os.path.realpath(code.co_filename)
-    if path.startswith(root + os.sep):
-        return os.path.relpath(path, root).replace(os.sep, "/")
-    return "<outside>"
-
-
-def pytest_collectreport(report):
-    if report.failed:
-        _send({"e": "collect_error", "id": report.nodeid, "msg": _short(report)})
-
-
-def pytest_collection_finish(session):
-    root = os.path.realpath(str(session.config.rootdir))
-    for item in session.items:
-        _send({"e": "collected", "id": item.nodeid, "params": _params_digest(item), "defined_in": _defined_in(item, root)})
-
-
-def pytest_runtest_logreport(report):
-    record = {"e": "test", "id": report.nodeid, "when": report.when, "outcome": report.outcome}
-    if hasattr(report, "wasxfail"):
-        record["xfail"] = True
-    if report.failed:
-        record["msg"] = _short(report)
-    _send(record)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _send({"e": "finish", "exitstatus": int(exitstatus)})

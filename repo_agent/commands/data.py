@@ -22,6 +22,7 @@ FormatOpt = Annotated[str, typer.Option("--format", help="json: Together chat ro
 SplitSuiteOpt = Annotated[Optional[Path], typer.Option("--split-suite", help="Held-out (test) suite: refuse, exit 3, if any trace comes from one of its tasks (on top of the split rule).", exists=True, dir_okay=False)]
 AllowHeldOutOpt = Annotated[bool, typer.Option("--allow-held-out", help="Do not refuse traces of tasks the project's split rule puts on the test side (md5 of the task id, 80% train; a trace's recorded split wins). Only for tasks you will never evaluate on.")]
 SourcesOpt = Annotated[str, typer.Option("--sources", help="Comma-separated pair sources: divergence, validity, loops.")]
+AllowSuspiciousOpt = Annotated[bool, typer.Option("--allow-suspicious", help="Keep rollouts that tampered with their verdict (a protected write, an integrity problem) or whose change holds a suspicious construct (new comparison dunders, imports of pytest or gc, frame access, ...: `suspicious` in the trace). By default none of their steps is trained on, and none wins a pair.")]
 MinGapOpt = Annotated[str, typer.Option("--min-outcome-gap", help="The weakest difference a pair's two sides may have: step (an outcome of that step differs: tests after it pass/fail, parse error, refused write, tool error, loop) | rollout (also: only the two rollouts' final verdicts differ) | none (also: both rollouts ended alike and one was shorter). Dropped pairs are counted as no_outcome_gap.")]
 
 
@@ -125,6 +126,7 @@ def sft_extract(
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Drop (never truncate) examples longer than this many tokens of --tokenizer.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for --max-tokens and token percentiles: a model folder, a cached Hub id, or 'smollm2'.")] = None,
     mask_audit: Annotated[bool, typer.Option("--mask-audit/--no-mask-audit", help="After writing, audit every row's loss mask as TRL's SFTTrainer builds it with --tokenizer's chat template (`repo-agent mask-audit --dataset`): exit 1 on a mismatch, an HTML report beside OUTPUT.")] = False,
+    allow_suspicious: AllowSuspiciousOpt = False,
 ) -> None:
     """One training example per agent step: the exact conversation the model saw, then its action.
 
@@ -144,7 +146,7 @@ def sft_extract(
         raise typer.BadParameter("--mask-audit needs --tokenizer (the mask depends on that model's chat template)")
     options = SftOptions(fmt=fmt, require_success=require_success, require_valid_tool_ok=require_valid_tool_ok,
                          skip_loops=skip_loops, max_per_task=max_per_task, max_tokens=max_tokens,
-                         held_out=_held_out(split_suite, allow_held_out))
+                         held_out=_held_out(split_suite, allow_held_out), allow_suspicious=allow_suspicious)
     counter = None
     if tokenizer:
         try:
@@ -181,7 +183,7 @@ def _check_gap(min_gap: str) -> None:
 
 
 def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], held_out: Any,
-          min_gap: str = "step", empty_ok: bool = False) -> None:
+          min_gap: str = "step", empty_ok: bool = False, allow_suspicious: bool = False) -> None:
     from ..data.export import file_kind
     from ..data.pairs import extract_pairs
     from ..data.sft import SplitLeakError
@@ -190,7 +192,8 @@ def _mine(trace_dir: Path, output: Path, fmt: str, sources: tuple[str, ...], hel
     try:
         with _TraceProgress(trace_dir, "pairs") as advance:
             stats, data, meta = extract_pairs(trace_dir, output, meta_path(output), fmt, sources,
-                                              held_out=held_out, on_trace=advance, min_gap=min_gap)
+                                              held_out=held_out, on_trace=advance, min_gap=min_gap,
+                                              allow_suspicious=allow_suspicious)
     except SplitLeakError as exc:
         fail(str(exc), 3)
     _finish(stats, [data, meta], file_kind(fmt, pairs=True), stats_path(output), empty_ok=empty_ok)
@@ -204,6 +207,7 @@ def pairs_extract(
     split_suite: SplitSuiteOpt = None,
     allow_held_out: AllowHeldOutOpt = False,
     min_gap: MinGapOpt = "step",
+    allow_suspicious: AllowSuspiciousOpt = False,
 ) -> None:
     """Mine step-level preference pairs from traces on disk (two next actions from the same state).
 
@@ -215,7 +219,8 @@ def pairs_extract(
     """
     _check_format(fmt)
     _check_gap(min_gap)
-    _mine(trace_dir, output, fmt, _parse_sources(sources), _held_out(split_suite, allow_held_out), min_gap)
+    _mine(trace_dir, output, fmt, _parse_sources(sources), _held_out(split_suite, allow_held_out), min_gap,
+          allow_suspicious=allow_suspicious)
 
 
 @O.with_agent_flags
@@ -231,6 +236,7 @@ def prefs(
     split_suite: SplitSuiteOpt = None,
     allow_held_out: AllowHeldOutOpt = False,
     min_gap: MinGapOpt = "step",
+    allow_suspicious: AllowSuspiciousOpt = False,
     *,
     flags: O.AgentFlags,
 ) -> None:
@@ -276,7 +282,7 @@ def prefs(
                   + (f", {result.repaired} repaired" if result.repaired else "") + f" in {result.wall_time_s:.1f}s")
     if rollouts < 2:
         console.print("[yellow]note:[/yellow] one rollout per task: no two rollouts can share a state, so no pairs are mined")
-    _mine(trace_dir, output, fmt, chosen_sources, held_out, min_gap, empty_ok=True)
+    _mine(trace_dir, output, fmt, chosen_sources, held_out, min_gap, empty_ok=True, allow_suspicious=allow_suspicious)
 
 
 @data_app.command("check")

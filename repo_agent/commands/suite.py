@@ -18,7 +18,7 @@ suite_app.add_typer(build_app, name="build")
 console = Console(stderr=True)
 
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default ~/.cache/repo-agent or $XDG_CACHE_HOME/repo-agent).")]
-PerTestTimeoutOpt = Annotated[Optional[float], typer.Option("--per-test-timeout", min=0.1, help="Seconds before one test is killed (default: 5 for QuixBugs, 60 for BugsInPy).")]
+PerTestTimeoutOpt = Annotated[Optional[float], typer.Option("--per-test-timeout", min=0.1, help="CPU seconds one test may use before it fails as a timeout (default: 5 for QuixBugs, 60 for BugsInPy); a test that sleeps or blocks is cut after 6x as long in wall-clock time.")]
 # BugsInPy: `suite build bugsinpy` and `suite convert bugsinpy-to-swebench` read the same inputs.
 BugsInPyRootOpt = Annotated[Path, typer.Option("--root", help="A BugsInPy checkout (projects/<project>/bugs/<n>/...).", exists=True, file_okay=False)]
 ProjectsOpt = Annotated[str, typer.Option("--projects", help="Comma-separated project names, e.g. youtube-dl,thefuck.")]
@@ -100,7 +100,7 @@ def build_swebench(
     python: Annotated[Optional[str], typer.Option("--python", help="Use this Python version (e.g. 3.9) for every instance, whatever the environment table says.")] = None,
     specs: Annotated[Optional[Path], typer.Option("--specs", help="JSON file of environment specs that override or extend the table: {\"owner/repo\": {\"version\" or \"*\": {python, requirements, install, runner, test_args, labels, pythonpath, log_parser}}}.", exists=True, dir_okay=False)] = None,
     per_test_timeout: PerTestTimeoutOpt = None,
-    total_timeout: Annotated[float, typer.Option("--total-timeout", min=1, help="Seconds before a whole test run is killed.")] = 1800.0,
+    total_timeout: Annotated[float, typer.Option("--total-timeout", min=1, help="CPU seconds a whole test run may use (a run that sleeps or blocks is killed after 6x as long in wall-clock time).")] = 1800.0,
 ) -> None:
     """One task per instance: the repository at base_commit (fresh one-commit git, no upstream history), the
     problem statement as the goal, judged by FAIL_TO_PASS/PASS_TO_PASS with the test_patch laid over sealed runs only."""

@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterator
 from .. import protocol as P
 from ..traces import read_trace
 from .export import AtomicJsonl, dumps_line, pair_exporter
-from .sft import HeldOutGuard, emitted_message, iter_states, read_traces, rollout_passed, step_action, step_target, tools_for
+from .sft import (HeldOutGuard, emitted_message, iter_states, read_traces, rollout_passed, rollout_untrusted, step_action,
+                  step_target, tools_for)
 from .stats import DataStats
 
 SOURCES = ("divergence", "validity", "loops")
@@ -77,6 +78,7 @@ class RolloutInfo:
     passed: bool
     steps: tuple[StepInfo, ...]
     decoding: dict[str, Any] | None = None  # the trace's decoding label (early stop, constraint), if recorded
+    untrusted: bool = False  # tampered or suspicious (sft.rollout_untrusted): its steps never win
 
     def remaining(self, k: int) -> int:
         return len(self.steps) - k
@@ -114,7 +116,7 @@ def summarize(trace: dict[str, Any], rel_path: str) -> RolloutInfo:
             break
         prefix = _hash(prefix, _canon(step.get("assistant_message")), _canon(step.get("result_message")))
     return RolloutInfo(rel_path, trace["task_id"], str(trace.get("rollout_id") or Path(rel_path).stem),
-                       rollout_passed(trace), tuple(infos), trace.get("decoding"))
+                       rollout_passed(trace), tuple(infos), trace.get("decoding"), rollout_untrusted(trace))
 
 
 def step_tests(step: dict[str, Any]) -> str | None:
@@ -158,13 +160,15 @@ class PairPlan:
     gap: str  # the outcome that differs between the two sides (see the module docstring)
 
 
-def judge(a: Side, b: Side, k: int, min_gap: str = "step") -> tuple[str, Side, Side, str, str] | str:
+def judge(a: Side, b: Side, k: int, min_gap: str = "step", allow_untrusted: bool = False) -> tuple[str, Side, Side, str, str] | str:
     """(source, winner, loser, reason, outcome gap), or the reason no pair is made. A winner is always a
     valid call that did not loop and is no deliberate mistake: a repeated action never wins, not even
-    against a parse error."""
+    against a parse error; nor does a step of a tampered or suspicious rollout (unless allowed)."""
     verdict = _judge(a, b, k, min_gap)
     if not isinstance(verdict, str) and verdict[1].step.mistake:
         return "mistake_never_wins"
+    if not isinstance(verdict, str) and verdict[1].rollout.untrusted and not allow_untrusted:
+        return "untrusted_never_wins"
     return verdict
 
 
@@ -202,7 +206,8 @@ def _judge(a: Side, b: Side, k: int, min_gap: str) -> tuple[str, Side, Side, str
                                      f"{lose.rollout.remaining(k) - win.rollout.remaining(k)} fewer remaining steps"), "remaining_steps"
 
 
-def plan_pairs(rollouts: list[RolloutInfo], sources: tuple[str, ...], stats: DataStats, min_gap: str = "step") -> list[PairPlan]:
+def plan_pairs(rollouts: list[RolloutInfo], sources: tuple[str, ...], stats: DataStats, min_gap: str = "step",
+               allow_untrusted: bool = False) -> list[PairPlan]:
     """Compare every state shared by two or more rollouts of one task."""
     states: dict[tuple[str, bytes], list[tuple[RolloutInfo, int]]] = {}
     for rollout in rollouts:
@@ -221,12 +226,13 @@ def plan_pairs(rollouts: list[RolloutInfo], sources: tuple[str, ...], stats: Dat
         k = members[0][1]  # equal prefix hashes imply equal step indices
         sides = []
         for group in by_output.values():
-            best = min(group, key=lambda rk: (not rk[0].passed, rk[0].remaining(rk[1]), rk[0].path))
+            best = min(group, key=lambda rk: (rk[0].untrusted and not allow_untrusted, not rk[0].passed,
+                                              rk[0].remaining(rk[1]), rk[0].path))
             sides.append(Side(best[0], best[0].steps[best[1]], len(group)))
         sides.sort(key=lambda s: s.outcome_key(k))
         for i, a in enumerate(sides):
             for b in sides[i + 1:]:
-                verdict = judge(a, b, k, min_gap)
+                verdict = judge(a, b, k, min_gap, allow_untrusted)
                 if isinstance(verdict, str):
                     stats.remove(verdict)
                     continue
@@ -281,7 +287,7 @@ def render_pair(plan: PairPlan, cache: TraceCache, fmt: str) -> PreferencePair:
 
 def extract_pairs(trace_dir: Path, output: Path, meta_output: Path, fmt: str, sources: tuple[str, ...], *,
                   held_out: HeldOutGuard = HeldOutGuard(), on_trace: Callable[[], None] | None = None,
-                  min_gap: str = "step") -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
+                  min_gap: str = "step", allow_suspicious: bool = False) -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
     """Mine pairs into uncommitted writers (data, sidecar); the caller validates and commits both."""
     if min_gap not in GAP_LEVELS:
         raise ValueError(f"min_gap must be one of {', '.join(GAP_LEVELS)}, got {min_gap!r}")
@@ -292,7 +298,7 @@ def extract_pairs(trace_dir: Path, output: Path, meta_output: Path, fmt: str, so
         stats.steps_seen += len(trace["steps"])
         if on_trace:
             on_trace()
-    plans = plan_pairs(rollouts, sources, stats, min_gap)
+    plans = plan_pairs(rollouts, sources, stats, min_gap, allow_suspicious)
     export = pair_exporter(fmt)
     cache = TraceCache(trace_dir)
     seen: set[bytes] = set()

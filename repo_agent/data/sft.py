@@ -63,6 +63,7 @@ class SftOptions:
     max_per_task: int | None = None
     max_tokens: int | None = None
     held_out: "HeldOutGuard" = field(default_factory=lambda: HeldOutGuard())
+    allow_suspicious: bool = False  # keep the steps of tampered or suspicious rollouts
 
 
 class SplitLeakError(ValueError):
@@ -199,6 +200,12 @@ def rollout_passed(trace: dict[str, Any]) -> bool:
     return verdict_outcome(trace.get("verdict")) == "passed"
 
 
+def rollout_untrusted(trace: dict[str, Any]) -> bool:
+    """The rollout tampered with its verdict (a protected write, an integrity problem) or its change holds
+    a suspicious construct (suspicious.py): none of its steps is taught, none of them wins a pair."""
+    return bool(trace.get("tampered") or trace.get("suspicious") or (trace.get("verdict") or {}).get("tampered"))
+
+
 def tool_name(step: dict[str, Any]) -> str:
     action = step.get("action") or {}
     return action.get("name") or action.get("type") or "?"
@@ -229,6 +236,11 @@ def trace_examples(trace: dict[str, Any], rel_path: str, options: SftOptions, st
     """Every kept step of one trace as a StepExample; removed steps are counted in `stats`."""
     passed = rollout_passed(trace)
     tools = tools_for(trace, options.fmt)
+    if not options.allow_suspicious and rollout_untrusted(trace):
+        for _ in trace.get("steps") or []:
+            stats.steps_seen += 1
+            stats.remove("tampered_or_suspicious_rollout")
+        return
     for index, step, messages in iter_states(trace, options.fmt):
         stats.steps_seen += 1
         action = step_action(step)

@@ -28,6 +28,9 @@ class Environment(Protocol):
     def ignored_changes(self) -> list[str]:
         """Files the model changed that no test run sees."""
 
+    def changed_texts(self) -> dict[str, tuple[str, str | None]]:
+        """Path -> (pristine text, text now; None: deleted) of each change a test run sees."""
+
     def close(self) -> None: ...
 
 

@@ -33,6 +33,9 @@ class WorkspaceEnvironment:
     def ignored_changes(self) -> list[str]:
         return self.workspace.ignored_changes()
 
+    def changed_texts(self) -> dict[str, tuple[str, str | None]]:
+        return self.workspace.changed_texts()
+
     def close(self) -> None:
         self.workspace.cleanup()
 

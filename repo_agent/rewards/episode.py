@@ -12,7 +12,10 @@ A reward that cannot be computed for an episode returns None (TRL skips it).
                       verdict that stopped early: request a full verdict when this reward is used)
     format            share of steps that parsed; 0 for an episode without a single tool call
     patch_similarity  CodeRepairRL's diff similarity against the minimal reference diff
-    refused_write     -1.0 when the episode tried a write the task forbids, else 0.0 (a penalty)
+    refused_write     -1.0 when the episode tried a write the task forbids, tampered with its verdict, or
+                      changed the program with a suspicious construct (suspicious.py), else 0.0 (a penalty)
+A tampered or suspicious episode also scores 0 on test_pass and test_fraction, whatever its verdict:
+the static scan never changes a verdict, but a reward must not pay for what it flags.
     loop              -(share of steps the loop detector flagged) (a penalty)
 """
 
@@ -41,8 +44,12 @@ def _verdict(trace: dict[str, Any]) -> dict[str, Any]:
     return trace.get("verdict") or {}
 
 
+def _untrusted(trace: dict[str, Any]) -> bool:
+    return bool(trace.get("tampered") or trace.get("suspicious") or _verdict(trace).get("tampered"))
+
+
 def test_pass(prompts: Any = None, completions: Any = None, **kwargs: Any) -> list[float]:
-    return [1.0 if _verdict(t).get("outcome") == "passed" and _verdict(t).get("sealed") else 0.0
+    return [1.0 if _verdict(t).get("outcome") == "passed" and _verdict(t).get("sealed") and not _untrusted(t) else 0.0
             for t in _traces(kwargs, completions)]
 
 
@@ -55,7 +62,7 @@ def test_fraction(prompts: Any = None, completions: Any = None, **kwargs: Any) -
 def _fraction(trace: dict[str, Any], buggy_passing: list[str] | None) -> float | None:
     verdict = _verdict(trace)
     outcome = verdict.get("outcome")
-    if outcome not in TRUSTED_OUTCOMES or not verdict.get("sealed"):
+    if outcome not in TRUSTED_OUTCOMES or not verdict.get("sealed") or _untrusted(trace):
         return 0.0
     if outcome == "passed":
         return 1.0
@@ -96,7 +103,7 @@ def patch_similarity(prompts: Any = None, completions: Any = None, **kwargs: Any
 
 
 def refused_write(prompts: Any = None, completions: Any = None, **kwargs: Any) -> list[float]:
-    return [-1.0 if (t.get("refused_writes") or t.get("tampered")) else 0.0 for t in _traces(kwargs, completions)]
+    return [-1.0 if (t.get("refused_writes") or _untrusted(t)) else 0.0 for t in _traces(kwargs, completions)]
 
 
 def loop(prompts: Any = None, completions: Any = None, **kwargs: Any) -> list[float]:

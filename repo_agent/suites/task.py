@@ -33,6 +33,8 @@ class TestSpec:
     __test__ = False  # not a pytest test class
 
     args: tuple[str, ...]  # pytest arguments: files or node ids, relative to the workspace
+    # Time budgets in CPU seconds (the same verdict on a quiet and a loaded machine); a test or run that
+    # sleeps or blocks is cut after testrun.WALL_BACKSTOP times as long in wall-clock time.
     per_test_timeout: float = 5.0
     total_timeout: float = 120.0
     python: str | None = None  # interpreter with pytest + pytest-timeout; None = the one running repo-agent

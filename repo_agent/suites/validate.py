@@ -2,7 +2,10 @@
 It also proves each task's minimal fix (minimal.py: only the reference's code changes) in sealed runs;
 a minimal fix that does not pass is replaced by the full reference and counted as a fallback.
 
-Each side runs `repeats` times (default 2) to catch flaky tests. Tasks run in parallel threads; the
+Each side runs `repeats` times (default 2) to catch flaky tests. Time budgets are CPU seconds (testrun.py),
+so a verdict does not depend on the machine's load; the reference runs also measure each test's CPU
+time, and `--record-tests` raises a task's per-test budget to CPU_HEADROOM times its slowest test when
+that is above the task's own (never lowers it), rounded up to whole seconds. Tasks run in parallel threads; the
 test runner itself caps concurrent pytest processes at the core count. A failing buggy run may stop at
 its first failing test (fail_fast) since one failure is all the verdict needs; hanging tests are cut by
 the per-test timeout of the task's TestSpec.
@@ -10,6 +13,7 @@ the per-test timeout of the task's TestSpec.
 
 from __future__ import annotations
 
+import math
 import statistics
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -21,6 +25,9 @@ from ..workspace import TaskWorkspace
 from . import minimal
 from .minimal import MinimalFix
 from .task import Suite, TaskSpec
+
+
+CPU_HEADROOM = 10.0  # a task's per-test CPU budget is at least this times its reference's slowest test
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,13 @@ class TaskValidation:
     expected_tests: tuple[tuple[str, str | None, str | None], ...] | None = None  # learnt (record_tests)
     minimal_runs: list[TestReport] = field(default_factory=list)
     minimal_fix: MinimalFix | None = None  # proven, or a fallback with its reason (None: not tried)
+    cpu_budget_s: float | None = None  # the per-test CPU budget the task should have (cpu_budget)
+
+    @property
+    def reference_cpu_s(self) -> float | None:
+        """CPU seconds of the reference's slowest test call, over every reference run (None: unmeasured)."""
+        times = [cpu for r in self.reference for cpu in r.cpu.values()]
+        return max(times) if times else None
 
     @property
     def valid(self) -> bool:
@@ -63,6 +77,8 @@ class TaskValidation:
             "buggy": [r.to_dict() for r in self.buggy],
             "reference": [r.to_dict() for r in self.reference],
             "expected_tests": None if self.expected_tests is None else len(self.expected_tests),
+            "reference_cpu_s": None if self.reference_cpu_s is None else round(self.reference_cpu_s, 4),
+            "cpu_budget_s": self.cpu_budget_s,
             "minimal_fix": None if self.minimal_fix is None else {
                 "status": self.minimal_fix.status, "reason": self.minimal_fix.reason,
                 "changed_lines": self.minimal_fix.changed_lines if self.minimal_fix.proven else None,
@@ -120,6 +136,13 @@ def learn_expected_tests(reference: list[TestReport]) -> tuple[tuple[str, str | 
     return tuple(learnt) or None
 
 
+def cpu_budget(current: float, reference_cpu_s: float | None) -> float:
+    """At least the task's own per-test budget, at least CPU_HEADROOM x its slowest reference test."""
+    if reference_cpu_s is None:
+        return current
+    return max(current, float(math.ceil(CPU_HEADROOM * reference_cpu_s)))
+
+
 def validate_task(suite: Suite, task: TaskSpec, options: ValidateOptions) -> TaskValidation:
     if options.per_test_timeout is not None:
         task = replace(task, test=replace(task.test, per_test_timeout=options.per_test_timeout))
@@ -134,6 +157,7 @@ def validate_task(suite: Suite, task: TaskSpec, options: ValidateOptions) -> Tas
         result.error = f"{type(exc).__name__}: {exc}"
         return result
     result.problems = judge(result.buggy, result.reference)
+    result.cpu_budget_s = cpu_budget(task.test.per_test_timeout, result.reference_cpu_s)
     if options.record_tests and not result.problems:
         result.expected_tests = learn_expected_tests(result.reference)
     if options.minimal:
@@ -241,7 +265,16 @@ def minimal_summary(results: list[TaskValidation]) -> dict:
 
 
 def with_expected_tests(suite: Suite, results: list[TaskValidation]) -> tuple[Suite, int]:
-    """The suite with the expected tests learnt by `record_tests` (tasks without any keep theirs)."""
-    learnt = {r.task_id: r.expected_tests for r in results if r.expected_tests}
-    tasks = tuple(replace(t, expected_tests=learnt[t.task_id]) if t.task_id in learnt else t for t in suite.tasks)
-    return replace(suite, tasks=tasks), len(learnt)
+    """The suite with the expected tests learnt by `record_tests` (tasks without any keep theirs), and
+    each such task's per-test CPU budget raised where its reference needs more (cpu_budget)."""
+    learnt = {r.task_id: r for r in results if r.expected_tests}
+    tasks = []
+    for task in suite.tasks:
+        result = learnt.get(task.task_id)
+        if result is not None:
+            task = replace(task, expected_tests=result.expected_tests)
+            budget = cpu_budget(task.test.per_test_timeout, result.reference_cpu_s)
+            if budget > task.test.per_test_timeout:
+                task = replace(task, test=replace(task.test, per_test_timeout=budget))
+        tasks.append(task)
+    return replace(suite, tasks=tuple(tasks)), len(learnt)

@@ -19,7 +19,7 @@ TRACE_KEYS = {
     "schema", "schema_version", "status", "task_id", "suite_id", "split", "prompt_version", "agent_config", "tools",
     "prompt_messages", "started_at", "finished_at", "rollout_id", "rollout_index", "seed", "provider", "model",
     "base_url", "adapter", "tool_protocol", "test_policy", "sampling", "steps", "stop_reason", "error", "verdict",
-    "metrics", "toolset", "final_diff", "refused_writes", "tampered", "rewards", "decoding",
+    "metrics", "toolset", "final_diff", "refused_writes", "tampered", "suspicious", "rewards", "decoding",
 }
 STEP_KEYS = {
     "index", "raw_output", "raw_tool_calls", "assistant_message", "action", "parse_error", "tool_ok", "tool_output",
@@ -106,6 +106,7 @@ def cell_summary(rollout: Rollout) -> dict[str, Any]:
         "loops": sum(1 for s in steps if s.get("loop")),
         "refused": len(refused) or sum(1 for s in steps if s.get("refused")),
         "tampered": trace.get("tampered") is True,
+        "suspicious": len(_list(trace.get("suspicious"))),
         "linked": rollout.path is not None,
         "problem": rollout.problem,
     }
@@ -243,6 +244,7 @@ def rollout_view(rollout: Rollout) -> dict[str, Any]:
         "stop_reason": trace.get("stop_reason"),
         "error": trace.get("error"),
         "tampered": trace.get("tampered"),
+        "suspicious": [str(s) for s in _list(trace.get("suspicious"))],
         "facts": [(name, trace.get(name)) for name in (
             "rollout_id", "suite_id", "split", "provider", "model", "base_url", "adapter", "toolset", "tool_protocol",
             "test_policy", "seed", "prompt_version", "schema_version") if name in trace],
