@@ -53,7 +53,8 @@ def run_episode(suite: Suite, task: TaskSpec, llm: Model, config: AgentConfig, t
     prompt = [{"role": "system", "content": toolset.system_prompt(config.tool_protocol)},
               {"role": "user", "content": goal_message(task.goal)}]
     writer = TraceWriter(trace_path, new_trace(
-        task_id=task.task_id, suite_id=suite.suite_id, split=task.split, toolset=toolset.name,
+        task_id=task.task_id, suite_id=suite.suite_id, split=task.split, **({"split_key": task.split_key} if task.split_key else {}),
+        toolset=toolset.name,
         prompt_version=toolset.prompt_version, agent_config=asdict(config), tools=tools, prompt_messages=prompt,
         started_at=time.time(), **meta))
     started = time.monotonic()

@@ -89,7 +89,7 @@ def _user_process_count() -> int:
 
 
 def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = (),
-                   strict: StrictConfig | None = None) -> list[str]:
+                   strict: StrictConfig | None = None, stop_on_timeout: bool = False) -> list[str]:
     """The test process's command: our bootstrap, then pytest (or, for `runner: unittest`, the task's
     runner script or module, whose unittest results our hook streams instead of the pytest plugin)."""
     python = spec.python or sys.executable
@@ -97,6 +97,7 @@ def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = 
     config = {
         "runner": spec.runner,
         "per_test_cpu": spec.per_test_timeout,
+        "stop_on_timeout": stop_on_timeout,
         "per_test_timeout": wall_per_test,
         "strict": (strict or StrictConfig()).to_config(),
         "memory_bytes": MEMORY_LIMIT_BYTES,
@@ -131,15 +132,17 @@ def set_test_concurrency(slots: int) -> None:
 
 def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False, *, sandbox: Sandbox | str = "auto",
               expected: ExpectedTests | None = None, readonly: Iterable[Path] = (), hide: Iterable[Path] = (),
-              resolution: Resolution | None = None, strict: StrictConfig | None = None) -> TestReport:
-    """Run `spec` in `root`. Never raises for test failures, crashes or hangs. `readonly` files are
+              resolution: Resolution | None = None, strict: StrictConfig | None = None,
+              stop_on_timeout: bool = False) -> TestReport:
+    """Run `spec` in `root`. `stop_on_timeout` ends the run at the first test over its budget (the other
+    tests then count as missing): what `suite synth` wants of a mutant, which is dropped then anyway. Never raises for test failures, crashes or hangs. `readonly` files are
     bound read-only in the sandbox and write-guarded without one (the caller checks them afterwards);
     `hide` folders (the suite's, which hold the reference fixes) are empty inside the sandbox. With a
     `resolution` only its tests decide (SWE-bench's rule), and the run never stops at a first failure."""
     box = resolve_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     with _TEST_SLOTS:
         return _run_tests(Path(root), spec, fail_fast and resolution is None, box, expected,
-                          [Path(p) for p in readonly], list(hide), resolution, strict)
+                          [Path(p) for p in readonly], list(hide), resolution, strict, stop_on_timeout)
 
 
 class _RecordReader(threading.Thread):
@@ -172,7 +175,7 @@ class _RecordReader(threading.Thread):
 
 def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expected: ExpectedTests | None,
                readonly: list[Path], hide: list[Path], resolution: Resolution | None = None,
-               strict: StrictConfig | None = None) -> TestReport:
+               strict: StrictConfig | None = None, stop_on_timeout: bool = False) -> TestReport:
     started = time.monotonic()
     key = secrets.token_bytes(32)
     result_r, result_w = os.pipe()
@@ -188,7 +191,7 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
     strict = strict or StrictConfig()
     if not readonly:  # an unsealed run (no read-only files named): its own conftests are the task's
         strict = replace(strict, trusted_files=tuple(str(p) for p in root.rglob("conftest.py")))
-    cmd = pytest_command(spec, fail_fast, readonly, strict)
+    cmd = pytest_command(spec, fail_fast, readonly, strict, stop_on_timeout)
     python = spec.python or sys.executable
     binds = _fewer_binds(root, [p for p in readonly if p.exists()])
     config_dir = _config_through_file(cmd, binds)

@@ -230,14 +230,14 @@ class TaskWorkspace:
                 shutil.copyfile(self.suite.root / source, target)
         return sealed
 
-    def run_tests(self, fail_fast: bool = False) -> TestReport:
+    def run_tests(self, fail_fast: bool = False, stop_on_timeout: bool = False) -> TestReport:
         """A sealed test run of the workspace's current state."""
         with self.sealed_copy() as sealed:
             readonly = [sealed.root / rel for rel in self._readonly_digests]
             report = run_tests(sealed.root, self.task.test, fail_fast, sandbox=self.sandbox,
                                expected=self.task.expected_tests, readonly=readonly,
                                hide=hidden_folders(self.suite), resolution=self.task.resolution,
-                               strict=self.strict_config())
+                               strict=self.strict_config(), stop_on_timeout=stop_on_timeout)
             for rel, digest in self._readonly_digests.items():
                 path = sealed.root / rel
                 if not path.is_file() or _digest(path) != digest:

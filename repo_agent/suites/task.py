@@ -89,6 +89,9 @@ class TaskSpec:
     # after the model's changes, never into the model's workspace (a SWE-bench test_patch: the new tests
     # decide the verdict but the model never sees them). Paths must be ones the model may not change.
     sealed_overlay: tuple[tuple[str, str | None], ...] = ()
+    # The id that decides the task's side of the split (split.py): a derived task's (`suite synth`) is the
+    # id of the task its program came from; None means the task's own id. Optional in the file.
+    split_key: str | None = None
 
     @property
     def name(self) -> str:
@@ -132,14 +135,20 @@ class Suite:
                 for ws_path, _ in task.reference}
 
     def teacher_fix(self, task: TaskSpec) -> tuple[dict[str, str], bool]:
-        """(workspace path -> content a teacher writes, whether it is the proven minimal fix). The full
-        reference when no minimal fix was proven, or when the buggy files changed since it was recorded."""
-        if task.minimal_fix is not None and task.minimal_fix.proven:
-            try:
-                texts = minimal.fixed_texts(task.minimal_fix, self.buggy_text(task))
-            except (ValueError, OSError):
-                return self.reference_text(task), False
-            return texts, True  # a file whose reference changes no code line is not written at all
+        """(workspace path -> content a teacher writes, whether it is a minimal fix). The proven minimal
+        fix when `suite validate --record-minimal` recorded one; when none was ever recorded, the minimal
+        fix proposed now (unproven: a teacher whose write fails the tests falls back to the reference);
+        the full reference when the recorded one is a fallback, when the buggy files changed since it was
+        recorded, or when no code-line edit reproduces the reference."""
+        fix = task.minimal_fix
+        try:
+            buggy = self.buggy_text(task)
+            if fix is None:
+                fix = minimal.propose(buggy, self.reference_text(task))
+            if fix.proven:
+                return minimal.fixed_texts(fix, buggy), True  # a file whose reference changes no code line is not written
+        except (ValueError, OSError):
+            pass
         return self.reference_text(task), False
 
     @property
@@ -171,6 +180,8 @@ def task_to_dict(task: TaskSpec) -> dict[str, Any]:
     data.pop("sealed_overlay")
     if task.sealed_overlay:
         data["sealed_overlay"] = [list(pair) for pair in task.sealed_overlay]
+    if data.get("split_key") is None:
+        data.pop("split_key")
     return data
 
 
@@ -206,6 +217,7 @@ def task_from_dict(data: dict[str, Any], default_protected: tuple[str, ...] = ()
         resolution=None if resolution is None else Resolution(
             fail_to_pass=tuple(resolution["fail_to_pass"]), pass_to_pass=tuple(resolution.get("pass_to_pass") or ())),
         sealed_overlay=tuple((a, b) for a, b in data.get("sealed_overlay") or ()),
+        split_key=data.get("split_key"),
     )
 
 

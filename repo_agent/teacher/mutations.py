@@ -9,15 +9,13 @@ Kinds:
 - protected_write: the test file rewritten with its asserts disabled (refused: tests are read-only).
 
 A wrong fix is only used once it is *proven* wrong: a sealed test run of it fails (or, for
-protected_write, the task's rules refuse the write). Proofs are cached per process.
+protected_write, the task's rules refuse the write). Proofs are cached per process. The token swaps and
+edits come from the operator library `suite synth` uses (suites/mutation_ops.py).
 """
 
 from __future__ import annotations
 
-import builtins
 import hashlib
-import io
-import keyword
 import re
 import threading
 import tokenize
@@ -25,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..suites.minimal import LineEdit, apply_edits, minimal_edits, split_lines
+from ..suites.mutation_ops import (ARITHMETIC_SWAPS, BOOLEAN_SWAPS, COMPARISON_SWAPS, INCLUSIVE, replace_token,
+                                   tokens_of, variables)
 
 if TYPE_CHECKING:
     from ..suites.task import Suite
@@ -32,14 +32,7 @@ if TYPE_CHECKING:
 
 KINDS = ("operator_swap", "off_by_one", "wrong_variable", "partial_fix", "unchanged", "protected_write")
 
-_SWAPS = {
-    "+": ("-",), "-": ("+",), "*": ("/", "+"), "/": ("*", "//"), "//": ("/", "%"), "%": ("//",),
-    "<": (">", "<="), ">": ("<", ">="), "<=": (">=", "<"), ">=": ("<=", ">"), "==": ("!=",), "!=": ("==",),
-    "&": ("|", "^"), "|": ("&",), "^": ("&",), "+=": ("-=",), "-=": ("+=",), "&=": ("|=", "^="), "|=": ("&=",),
-    "^=": ("&=",), "**": ("*",), "<<": (">>",), ">>": ("<<",), "and": ("or",), "or": ("and",),
-}
-_INCLUSIVE = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
-_BUILTINS = frozenset(dir(builtins))
+_SWAPS = {**ARITHMETIC_SWAPS, **COMPARISON_SWAPS, **BOOLEAN_SWAPS}
 
 
 @dataclass(frozen=True)
@@ -48,20 +41,6 @@ class WrongFix:
     path: str  # the file it writes
     content: str
     detail: str  # what is wrong with it, for the trace's final summary and for tests
-
-
-def _tokens(text: str) -> list[tokenize.TokenInfo]:
-    try:
-        return list(tokenize.generate_tokens(io.StringIO(text).readline))
-    except (tokenize.TokenError, SyntaxError, ValueError):
-        return []
-
-
-def _replace(lines: list[str], token: tokenize.TokenInfo, new: str) -> str:
-    row, col = token.start[0] - 1, token.start[1]
-    out = list(lines)
-    out[row] = out[row][:col] + new + out[row][token.end[1]:]
-    return "".join(out)
 
 
 def fixed_rows(buggy: str, fixed: str) -> list[int]:
@@ -75,26 +54,12 @@ def fixed_rows(buggy: str, fixed: str) -> list[int]:
     return rows
 
 
-def _variables(tokens: list[tokenize.TokenInfo]) -> list[str]:
-    """Names that look like variables: not keywords or builtins, not attributes, not called."""
-    names = []
-    for i, tok in enumerate(tokens):
-        if tok.type != tokenize.NAME or keyword.iskeyword(tok.string) or tok.string in _BUILTINS:
-            continue
-        before = tokens[i - 1].string if i else ""
-        after = tokens[i + 1].string if i + 1 < len(tokens) else ""
-        if before in (".", "def", "class", "import", "from", "as") or after == "(":
-            continue
-        names.append(tok.string)
-    return list(dict.fromkeys(names))
-
-
 def candidates(path: str, buggy: str, fixed: str) -> list[WrongFix]:
     """Every wrong fix of one file the mutation kinds produce, in a fixed order (callers shuffle)."""
     lines = split_lines(fixed)
     rows = fixed_rows(buggy, fixed)
     near = sorted(set(rows) | {r + d for r in rows for d in (-1, 1) if 0 <= r + d < len(lines)})
-    tokens = _tokens(fixed)
+    tokens = tokens_of(fixed)
     on_fix = [t for t in tokens if t.start[0] - 1 in rows and t.start[0] == t.end[0]]
     near_fix = [t for t in tokens if t.start[0] - 1 in near and t.start[0] == t.end[0]]
     out: list[WrongFix] = []
@@ -106,27 +71,27 @@ def candidates(path: str, buggy: str, fixed: str) -> list[WrongFix]:
     for tok in on_fix:
         if tok.string in _SWAPS and tok.type in (tokenize.OP, tokenize.NAME):
             for new in _SWAPS[tok.string]:
-                add("operator_swap", _replace(lines, tok, new), f"line {tok.start[0]}: {tok.string!r} -> {new!r}")
+                add("operator_swap", replace_token(lines, tok, new), f"line {tok.start[0]}: {tok.string!r} -> {new!r}")
     for tok in near_fix:
         if tok.type == tokenize.NUMBER and re.fullmatch(r"\d+", tok.string):
             value = int(tok.string)
             for new in (value + 1, value - 1):
                 if new >= 0:
-                    add("off_by_one", _replace(lines, tok, str(new)), f"line {tok.start[0]}: {value} -> {new}")
-        elif tok.type == tokenize.OP and tok.string in _INCLUSIVE and tok in on_fix:
-            new = _INCLUSIVE[tok.string]
-            add("off_by_one", _replace(lines, tok, new), f"line {tok.start[0]}: {tok.string!r} -> {new!r}")
-    variables = _variables(near_fix)
+                    add("off_by_one", replace_token(lines, tok, str(new)), f"line {tok.start[0]}: {value} -> {new}")
+        elif tok.type == tokenize.OP and tok.string in INCLUSIVE and tok in on_fix:
+            new = INCLUSIVE[tok.string]
+            add("off_by_one", replace_token(lines, tok, new), f"line {tok.start[0]}: {tok.string!r} -> {new!r}")
+    names = variables(near_fix)
     for i, tok in enumerate(tokens):
-        if tok not in on_fix or tok.string not in variables:
+        if tok not in on_fix or tok.string not in names:
             continue
         if i and tokens[i - 1].string in (".", "def", "class"):
             continue
         if i + 1 < len(tokens) and tokens[i + 1].string in ("(", "="):
             continue  # a call, or the target of an assignment (renaming it rarely reads as a slip)
-        for other in variables:
+        for other in names:
             if other != tok.string:
-                add("wrong_variable", _replace(lines, tok, other), f"line {tok.start[0]}: {tok.string} -> {other}")
+                add("wrong_variable", replace_token(lines, tok, other), f"line {tok.start[0]}: {tok.string} -> {other}")
     edits = minimal_edits(buggy, fixed)
     if len(edits) > 1:
         for skip in range(len(edits)):

@@ -16,7 +16,7 @@ from .load import Rollout
 
 # The top-level keys, step keys and verdict keys this module lays out itself.
 TRACE_KEYS = {
-    "schema", "schema_version", "status", "task_id", "suite_id", "split", "prompt_version", "agent_config", "tools",
+    "schema", "schema_version", "status", "task_id", "suite_id", "split", "split_key", "prompt_version", "agent_config", "tools",
     "prompt_messages", "started_at", "finished_at", "rollout_id", "rollout_index", "seed", "provider", "model",
     "base_url", "adapter", "tool_protocol", "test_policy", "sampling", "steps", "stop_reason", "error", "verdict",
     "metrics", "toolset", "final_diff", "refused_writes", "tampered", "suspicious", "rewards", "decoding",
