@@ -130,8 +130,11 @@ def test_sft_rows_are_audited_as_trl_masks_them(cli, tiny, broken, tmp_path):
     assert not item.problems and not item.mismatches()
     trained_text = "".join(p for p, t in zip(item.pieces, item.trained) if t)
     assert trained_text.startswith(FINAL) and READ not in trained_text  # only the last reply (and its end of turn)
-    assert any("weight" in p for p in audit_sft_row(tokenizer, "w", sft_row(weight_earlier=1)).problems)
-    assert any("inside the trained turn" in p for p in audit_sft_row(tokenizer, "cut", sft_row(), max_length=20).problems)
+    both = audit_sft_row(tokenizer, "w", sft_row(weight_earlier=1))  # an episode row: two trained turns
+    assert not both.problems and not both.mismatches()
+    both_text = "".join(p for p, t in zip(both.pieces, both.trained) if t)
+    assert READ in both_text and FINAL in both_text and "[tool_result]" not in both_text and "GOAL" not in both_text
+    assert any("inside a trained turn" in p for p in audit_sft_row(tokenizer, "cut", sft_row(), max_length=20).problems)
     dataset = tmp_path / "sft.jsonl"
     dataset.write_text(json.dumps(sft_row()) + "\n" + json.dumps(sft_row()) + "\n")
     assert cli("mask-audit", "--dataset", dataset, "--model", tiny).exit_code == 0

@@ -55,12 +55,16 @@ def test_every_stage_leaves_its_artefacts(pipeline_run):
     record = json.loads((out / "pipeline.json").read_text())
     assert record["finished"] is True
     ran = [s["stage"] for s in record["stages"] if "command" in s]
-    assert ran == ["teacher rollouts + preference pairs", "step-level SFT data", "LoRA SFT of the student",
+    assert ran == ["teacher rollouts + preference pairs", "SFT data (episode rows)", "LoRA SFT of the student",
                    "DPO of the SFT student on the teacher's pairs", "eval: base student", "eval: sft student",
                    "eval: sft_dpo student", "compare base vs sft", "compare sft vs sft_dpo", "compare base vs sft_dpo"]
     assert all(s["exit_code"] == 0 for s in record["stages"] if "command" in s)
     budget = next(s for s in record["stages"] if s["stage"] == "evaluation budget")["note"]
     assert budget["max_iters"]["value"] == 2 and budget["max_tokens"]["value"] >= 64
+    sft_budget = next(s for s in record["stages"] if s["stage"] == "SFT budget")["note"]
+    assert sft_budget == {"rows": "episode", "epochs": 1.0, "max_steps": 1, "unit": "optimizer steps (given)"}
+    rows = _rows(out / "sft" / "train_sft.jsonl")
+    assert any(sum(m.get("weight", 0) for m in r["messages"]) > 1 for r in rows)  # episode rows: several trained turns
     for folder in ("adapter", "adapter_dpo"):
         assert (out / folder / "adapter_config.json").is_file()
     for name in ("base", "sft", "sft_dpo"):

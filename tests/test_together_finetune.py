@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,19 @@ def test_real_sft_extract_output_goes_through_unchanged(fake, tmp_path, monkeypa
 
     assert result.exit_code == 0, result.output
     assert fake.state.uploads[_record(tmp_path / "run")["file_id"]] == dataset.read_bytes()
+    step_estimate = int(re.search(r"billed-token estimate: ~([\d,]+) tokens per epoch", " ".join(result.output.split())).group(1).replace(",", ""))
+    # episode rows carry the same trained turns, go up as they are, and cost fewer billed tokens
+    episodes = tmp_path / "episodes.jsonl"
+    assert runner.invoke(app, ["sft-extract", "--trace-dir", str(traces), "--out", str(episodes), "--rows", "episode",
+                               "--allow-held-out"]).exit_code == 0
+    sent = _together(fake, episodes, tmp_path / "run_episodes")
+    assert sent.exit_code == 0, sent.output
+    assert fake.state.uploads[_record(tmp_path / "run_episodes")["file_id"]] == episodes.read_bytes()
+    said = " ".join(sent.output.split())
+    estimate = re.search(r"billed-token estimate: ~([\d,]+) tokens per epoch .*?(\d+) rows, (\d+) trained turns", said)
+    assert estimate, said
+    assert int(estimate.group(1).replace(",", "")) < step_estimate and estimate.group(2) == "2"
+    assert estimate.group(3) == str(len(dataset.read_text().splitlines()))
     trained = json.loads((tmp_path / "run" / "trained_tasks.json").read_text())["task_ids"]
     assert trained == ["bundled/bitcount", "bundled/gcd"]
     model = _record(tmp_path / "run")["output_model"]

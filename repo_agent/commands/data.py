@@ -127,6 +127,7 @@ def sft_extract(
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer for --max-tokens and token percentiles: a model folder, a cached Hub id, or 'smollm2'.")] = None,
     mask_audit: Annotated[bool, typer.Option("--mask-audit/--no-mask-audit", help="After writing, audit every row's loss mask as TRL's SFTTrainer builds it with --tokenizer's chat template (`repo-agent mask-audit --dataset`): exit 1 on a mismatch, an HTML report beside OUTPUT.")] = False,
     allow_suspicious: AllowSuspiciousOpt = False,
+    rows: Annotated[str, typer.Option("--rows", help="step: one row per trained step (the conversation before it, then its action) | episode: every trained step of a rollout in one row, each assistant turn weighted 1 (trained) or 0 (context), the same loss per turn at a fraction of the tokens (needs --format json or native and a prefix-preserving chat template).")] = "step",
 ) -> None:
     """One training example per agent step: the exact conversation the model saw, then its action.
 
@@ -144,9 +145,13 @@ def sft_extract(
         raise typer.BadParameter("--max-tokens needs --tokenizer (the length limit is in that tokenizer's tokens)")
     if mask_audit and not tokenizer:
         raise typer.BadParameter("--mask-audit needs --tokenizer (the mask depends on that model's chat template)")
+    if rows not in ("step", "episode"):
+        raise typer.BadParameter(f"--rows must be step or episode, got {rows!r}")
+    if rows == "episode" and fmt == "trl":
+        raise typer.BadParameter("--rows episode needs per-message weights: --format json or native")
     options = SftOptions(fmt=fmt, require_success=require_success, require_valid_tool_ok=require_valid_tool_ok,
                          skip_loops=skip_loops, max_per_task=max_per_task, max_tokens=max_tokens,
-                         held_out=_held_out(split_suite, allow_held_out), allow_suspicious=allow_suspicious)
+                         held_out=_held_out(split_suite, allow_held_out), allow_suspicious=allow_suspicious, rows=rows)
     counter = None
     if tokenizer:
         try:
@@ -159,9 +164,29 @@ def sft_extract(
                                             on_trace=advance)
     except SplitLeakError as exc:
         fail(str(exc), 3)
+    if rows == "episode" and tokenizer:
+        _refuse_non_prefix_template(data, meta, tokenizer)
     _finish(stats, [data, meta], file_kind(fmt, pairs=False), stats_path(output))
     if mask_audit and tokenizer:
         _audit_masks(output, tokenizer, max_tokens)
+
+
+def _refuse_non_prefix_template(data: Any, meta: Any, tokenizer_name: str) -> None:
+    """Episode rows are the step rows' equivalent only under a prefix-preserving chat template: check every
+    written row with the labels training will build; refuse (writing nothing) otherwise."""
+    from ..data.sft import tokenizer_named
+    from ..train.common import read_jsonl
+    from ..train.episode_tokens import weighted_sequence
+
+    data.close()
+    tokenizer = tokenizer_named(tokenizer_name)
+    for number, row in enumerate(read_jsonl(data.tmp), 1):
+        problems = weighted_sequence(tokenizer, row["messages"], row.get("tools")).problems
+        if problems:
+            data.discard()
+            meta.discard()
+            fail(f"refused: {tokenizer_name}'s chat template is not prefix-preserving, so an episode row would not train "
+                 f"each turn as its step row does (row {number}: {problems[0]}); use --rows step", 1)
 
 
 def _audit_masks(output: Path, tokenizer_name: str, max_tokens: int | None) -> None:
@@ -272,6 +297,11 @@ def prefs(
     if leaked:
         fail(f"{len(leaked)} task(s) of --suite are held out (e.g. {leaked[0]}): teacher rollouts on them would become "
               "training data; use the train side of the split (or --allow-held-out)", 3)
+    if provider.provider == "oracle":
+        whole = [t.task_id for t in loaded.tasks if not loaded.teacher_fix(t)[1]]
+        if whole:
+            console.print(f"[yellow]note:[/yellow] {len(whole)} task(s) have no minimal fix (e.g. {whole[0]}): the oracle "
+                          "writes their whole reference file there (`suite validate --record-minimal` says why)")
     try:
         result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built

@@ -84,6 +84,11 @@ def _print_outcome(outcome: Any, config: Any) -> None:
         return
     table = Table(title=f"finetune local {config.method}", show_header=False)
     table.add_row("examples", f"{outcome.examples} ({outcome.dropped} dropped as longer than --max-seq-len)")
+    if outcome.trained_turns is not None:  # SFT: the budget in supervision, whichever row kind carried it
+        epochs = outcome.epochs_done
+        table.add_row("trained turns", f"{outcome.trained_turns} per epoch x {epochs:.2f} epochs = "
+                      f"{outcome.trained_turns * epochs:.0f} turn updates ({outcome.trained_tokens} trained tokens and "
+                      f"{outcome.tokens_per_epoch} tokens processed per epoch)")
     table.add_row("optimizer steps", str(outcome.steps))
     table.add_row("final train loss", f"{outcome.train_loss:.4f}" if outcome.train_loss is not None else "-")
     table.add_row("time", f"{outcome.runtime_s:.1f}s" + (f" (resumed from {outcome.resumed_from})" if outcome.resumed_from else ""))
@@ -101,7 +106,7 @@ def _default_output(method: str) -> Path:
 
 @local_app.command("sft")
 def sft_command(
-    dataset: Annotated[Path, typer.Option("--dataset", exists=True, dir_okay=False, help="SFT JSONL from sft-extract: chat rows {\"messages\": [...]} (Together weights are ignored) or TRL prompt/completion rows.")],
+    dataset: Annotated[Path, typer.Option("--dataset", exists=True, dir_okay=False, help="SFT JSONL from sft-extract: chat rows {\"messages\": [...]} whose assistant messages with weight 1 carry loss (step rows: the last one; episode rows: every trained turn), or TRL prompt/completion rows.")],
     model: ModelOpt = "smollm2",
     output: OutputOpt = None,
     lora_r: LoraROpt = 16,

@@ -56,6 +56,7 @@ def together_command(
     api_key_env: O.ApiKeyEnvOpt = None,
     max_retries: O.RetriesOpt = 4,
     request_timeout: O.TimeoutOpt = 120.0,
+    estimate_tokenizer: Annotated[str, typer.Option("--estimate-tokenizer", help="Tokenizer (a folder, a cached Hub id, or 'smollm2', the embedded one) that counts the file's tokens for the billed-token estimate printed before the upload; Together counts with the base model's own tokenizer, so the figure is an estimate. 'none' skips it.")] = "smollm2",
 ) -> None:
     """Check a dataset, upload it, start a LoRA fine-tuning job on Together and record it in a run folder.
 
@@ -92,6 +93,8 @@ def together_command(
         if not check.ok:
             fail([f"{dataset} was refused, nothing was uploaded ({', '.join(check.checkers)}):", *check.reasons], code=2)
         console.print(f"{dataset}: checks passed ({', '.join(check.checkers)})" + (f", {check.count} {check.kind} rows" if check.count else ""))
+        if estimate_tokenizer != "none":
+            _print_billed_estimate(dataset, estimate_tokenizer, epochs)
         client = _client(base_url, api_key_env, max_retries, request_timeout, model)
         if record is None or record.dataset_sha256 != sha or record.file_status in T.REJECTED_FILE_STATES:
             record = T.JobRecord(request=asdict(request), dataset_sha256=sha, base_url=base_url)
@@ -103,6 +106,21 @@ def together_command(
         console.print(f"follow it with: repo-agent finetune status {run_dir} --watch")
         raise typer.Exit(0 if record.status not in T.FAILED else 1)
     raise typer.Exit(_watch(client, record, run_dir, poll_interval, api_key_env))
+
+
+def _print_billed_estimate(dataset: Path, tokenizer_name: str, epochs: int) -> None:
+    """What Together bills (every token of every row, each epoch), counted before anything is uploaded:
+    episode rows cost a fraction of the step rows that carry the same trained turns."""
+    from ..train import together as T
+
+    try:
+        estimate = T.billed_token_estimate(dataset, tokenizer_name)
+    except (OSError, ValueError) as exc:
+        console.print(f"[yellow]note:[/yellow] no billed-token estimate ({exc})")
+        return
+    console.print(f"billed-token estimate: ~{estimate['tokens']:,} tokens per epoch x {epochs} epoch(s) = "
+                  f"~{estimate['tokens'] * epochs:,} tokens ({estimate['rows']} rows, {estimate['trained_turns']} trained turns; "
+                  f"counted with {tokenizer_name}'s chat template: Together counts with the base model's tokenizer)")
 
 
 def status_command(

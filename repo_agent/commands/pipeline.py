@@ -79,7 +79,9 @@ def pipeline(
     toolset: Annotated[str, typer.Option("--toolset", help="files | edit | bash: the tools of the teacher's rollouts and of the student's evaluation.")] = "files",
     test_policy: Annotated[str, typer.Option("--test-policy", help="never | on_write | final, for the teacher AND the student's evaluation (a student trained on [TESTS ...] lines must see them).")] = "on_write",
     rollouts: Annotated[int, typer.Option("--rollouts", min=1, help="Teacher rollouts per training task (1: no preference pairs).")] = 2,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="LoRA optimizer steps of SFT (-1: one full epoch).")] = 40,
+    sft_rows: Annotated[str, typer.Option("--sft-rows", help="episode: every trained step of a rollout in one row (the same loss per turn as step rows at a fraction of the tokens) | step: one row per trained step.")] = "episode",
+    sft_epochs: Annotated[float, typer.Option("--sft-epochs", min=0.0, help="SFT budget in epochs over the trained turns (the same supervision whichever --sft-rows carries them).")] = 1.0,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="LoRA optimizer steps of SFT; -1 (default): --sft-epochs decides.")] = -1,
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 5e-4,
     lora_r: Annotated[int, typer.Option("--lora-r")] = 16,
     max_seq_len: Annotated[int, typer.Option("--max-seq-len", help="Longer SFT examples are dropped (counted), never truncated.")] = 2048,
@@ -119,12 +121,16 @@ def pipeline(
         "prefs", "--suite", str(train_suite), "--rollouts", str(rollouts), "--trace-dir", str(out / "teacher"),
         "--out", str(pairs_file), *teacher, "--split-suite", str(test_suite), "--num-workers", str(num_workers),
         "--seed", str(seed)], log)
-    _stage("step-level SFT data", [
-        "sft-extract", "--trace-dir", str(out / "teacher"), "--output", str(sft_file),
+    if sft_rows not in ("episode", "step"):
+        raise typer.BadParameter(f"--sft-rows must be episode or step, got {sft_rows!r}")
+    _stage(f"SFT data ({sft_rows} rows)", [
+        "sft-extract", "--trace-dir", str(out / "teacher"), "--output", str(sft_file), "--rows", sft_rows,
         "--split-suite", str(test_suite), "--max-tokens", str(max_seq_len), "--tokenizer", model], log)
+    log.note("SFT budget", {"rows": sft_rows, "epochs": sft_epochs, "max_steps": max_steps,
+                            "unit": "epochs over the trained turns" if max_steps < 0 else "optimizer steps (given)"})
     _stage("LoRA SFT of the student", [
         "finetune", "local", "sft", "--dataset", str(sft_file), "--model", model, "--output", str(adapter),
-        "--max-steps", str(max_steps), "--learning-rate", str(learning_rate), "--lora-r", str(lora_r),
+        "--epochs", str(sft_epochs), "--max-steps", str(max_steps), "--learning-rate", str(learning_rate), "--lora-r", str(lora_r),
         "--max-seq-len", str(max_seq_len), "--batch-size", str(batch_size), "--grad-accum", str(grad_accum),
         "--seed", str(seed)], log)
     students = {"base": None, "sft": adapter}

@@ -15,6 +15,7 @@ byte-identical to the trace.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -23,35 +24,17 @@ from typing import Any, Callable, Iterator
 
 from .. import protocol as P
 from ..traces import TraceProblem, iter_traces
-from ..toolsets import ToolSet, toolset_named
-from .check import is_valid_action
-from .export import AtomicJsonl, SftLineEncoder
+from .episodes import episode_rows, turn_provenance
+from .export import AtomicJsonl, SftLineEncoder, dumps_line
 from .stats import DataStats
+# re-exported: pairs.py, views and tests read the conversation states through this module
+from .states import (StepExample, _call_id, emitted_message, format_protocol, iter_states, render_target,  # noqa: F401
+                     step_action, step_target, tools_for, trace_protocol, trace_toolset)
 
 TokenCounter = Callable[[list[dict[str, Any]], "list[dict[str, Any]] | None"], int]
 
 
-@dataclass(frozen=True)
-class StepExample:
-    """One training example: `messages[target_index]` is the action to learn, everything before is context."""
-
-    messages: list[dict[str, Any]]
-    target_index: int
-    tools: list[dict[str, Any]] | None
-    task_id: str
-    rollout_id: str
-    step_index: int
-    trace_path: str
-    tool_name: str  # the target's tool, or "final"
-    decoding: dict[str, Any] | None = None  # the trace's decoding label (early stop, constraint), if recorded
-
-    @property
-    def prompt(self) -> list[dict[str, Any]]:
-        return self.messages[: self.target_index]
-
-    @property
-    def target(self) -> dict[str, Any]:
-        return self.messages[self.target_index]
+ROW_KINDS = ("step", "episode")
 
 
 @dataclass(frozen=True)
@@ -64,6 +47,7 @@ class SftOptions:
     max_tokens: int | None = None
     held_out: "HeldOutGuard" = field(default_factory=lambda: HeldOutGuard())
     allow_suspicious: bool = False  # keep the steps of tampered or suspicious rollouts
+    rows: str = "step"  # step: one row per trained step | episode: every trained step of a rollout in one row (episodes.py)
 
 
 class SplitLeakError(ValueError):
@@ -78,119 +62,16 @@ class HeldOutGuard:
     explicit: frozenset[str] = frozenset()
     by_rule: bool = False
 
-    def reason(self, task_id: str, split: str | None) -> str | None:
+    def reason(self, task_id: str, split: str | None, split_key: str | None = None) -> str | None:
         if task_id in self.explicit:
             return "it is in the held-out --split-suite"
         if self.by_rule:
             from ..suites.split import trace_is_held_out
 
-            if trace_is_held_out(task_id, split):
+            if trace_is_held_out(task_id, split, split_key):
                 return ("its recorded split is 'test'" if split == "test" else
-                        "the project's split rule puts it on the test side")
+                        "the project's split rule puts it (by its split key) on the test side")
         return None
-
-
-# ---------------------------------------------------------------------------------------------------
-# Conversations and targets, rendered in the protocol of the requested format
-
-
-def trace_toolset(trace: dict[str, Any]) -> ToolSet:
-    return toolset_named(trace.get("toolset"))
-
-
-def trace_protocol(trace: dict[str, Any]) -> str:
-    return trace.get("tool_protocol") or (trace.get("agent_config") or {}).get("tool_protocol") or "json"
-
-
-def format_protocol(fmt: str) -> str:
-    return "native" if fmt == "native" else "json"
-
-
-def _arguments(action: P.Action) -> tuple[str, str]:
-    if isinstance(action, P.Final):
-        return "final", json.dumps({"summary": action.summary}, ensure_ascii=False, separators=(",", ":"))
-    return action.name, json.dumps(action.args, ensure_ascii=False, separators=(",", ":"))
-
-
-def _call_id(step: dict[str, Any], index: int, same_protocol: bool) -> str:
-    calls = step.get("raw_tool_calls") or []
-    if same_protocol and calls and isinstance(calls[0], dict) and calls[0].get("id"):
-        return str(calls[0]["id"])
-    return f"call_{index}"
-
-
-def render_target(action: P.Action, protocol: str, call_id: str) -> dict[str, Any]:
-    """The canonical assistant message for a valid action in `protocol`."""
-    if protocol == "native":
-        name, arguments = _arguments(action)
-        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-        return {"role": "assistant", "content": "", "tool_calls": [call]}
-    return {"role": "assistant", "content": P.render_action(action)}
-
-
-def step_action(step: dict[str, Any]) -> P.Action | None:
-    """The step's parsed action, or None for a parse error (or an action a trace stored malformed)."""
-    action = step.get("action")
-    if step.get("parse_error") or not isinstance(action, dict) or not is_valid_action(action):
-        return None
-    if action["type"] == "final":
-        return P.Final(summary=action["summary"])
-    return P.ToolCall(name=action["name"], args=action["args"])
-
-
-def step_target(step: dict[str, Any], trace: dict[str, Any], fmt: str) -> dict[str, Any] | None:
-    action = step_action(step)
-    if action is None:
-        return None
-    protocol = format_protocol(fmt)
-    return render_target(action, protocol, _call_id(step, step.get("index", 0), trace_protocol(trace) == protocol))
-
-
-def emitted_message(step: dict[str, Any], trace: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """The assistant message as the model emitted it (for the losing side of a validity pair)."""
-    if trace_protocol(trace) == format_protocol(fmt):
-        return dict(step["assistant_message"])
-    return {"role": "assistant", "content": step.get("raw_output") or ""}
-
-
-def _converted_turn(step: dict[str, Any], index: int, protocol: str) -> list[dict[str, Any]]:
-    action = step_action(step)
-    result_text = step["result_message"]["content"]
-    if action is None:
-        return [{"role": "assistant", "content": step.get("raw_output") or ""}, {"role": "user", "content": result_text}]
-    target = render_target(action, protocol, f"call_{index}")
-    if protocol == "native":
-        return [target, {"role": "tool", "tool_call_id": f"call_{index}", "content": result_text}]
-    return [target, {"role": "user", "content": result_text}]
-
-
-def tools_for(trace: dict[str, Any], fmt: str) -> list[dict[str, Any]] | None:
-    if format_protocol(fmt) != "native":
-        return None
-    return trace.get("tools") if trace_protocol(trace) == "native" and trace.get("tools") else trace_toolset(trace).openai_tools()
-
-
-def iter_states(trace: dict[str, Any], fmt: str) -> Iterator[tuple[int, dict[str, Any], list[dict[str, Any]]]]:
-    """Yield (k, step k, messages the model saw before step k), in the protocol of `fmt`.
-
-    The yielded list is reused and grows after each yield: copy it (`list(...)`) to keep it.
-    """
-    protocol = format_protocol(fmt)
-    same = trace_protocol(trace) == protocol
-    messages = list(trace["prompt_messages"])
-    if not same and messages and messages[0].get("role") == "system":
-        from ..prompts import system_prompt
-
-        messages[0] = {"role": "system", "content": system_prompt(protocol, trace_toolset(trace).name)}
-    for index, step in enumerate(trace["steps"]):
-        yield index, step, messages
-        if step.get("result_message") is None:  # `final` accepted: nothing follows
-            return
-        if same:
-            messages.append(step["assistant_message"])
-            messages.append(step["result_message"])
-        else:
-            messages.extend(_converted_turn(step, index, protocol))
 
 
 def rollout_passed(trace: dict[str, Any]) -> bool:
@@ -287,7 +168,7 @@ def read_traces(trace_dir: Path, stats: DataStats, held_out: HeldOutGuard = Held
         seen_problems = stats.absorb_problems(problems, seen_problems)
         if damage:
             continue
-        why = held_out.reason(trace["task_id"], trace.get("split"))
+        why = held_out.reason(trace["task_id"], trace.get("split"), trace.get("split_key"))
         if why:
             raise SplitLeakError(
                 f"{path} comes from task {trace['task_id']!r}, a held-out task ({why}): refusing to build training "
@@ -313,7 +194,12 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
                 token_counter: TokenCounter | None = None, on_trace: Callable[[], None] | None = None,
                 ) -> tuple[DataStats, AtomicJsonl, AtomicJsonl]:
     """Stream traces into uncommitted writers (rows, provenance sidecar); the caller validates and commits."""
-    stats = DataStats(kind="sft", output=str(output), fmt=options.fmt)
+    if options.rows not in ROW_KINDS:
+        raise ValueError(f"rows must be one of {', '.join(ROW_KINDS)}, got {options.rows!r}")
+    if options.rows == "episode" and options.fmt == "trl":
+        raise ValueError("episode rows need per-message weights: --format json or native (TRL's prompt/completion "
+                         "rows train one completion)")
+    stats = DataStats(kind="sft", output=str(output), fmt=options.fmt, rows=options.rows)
     encoder = SftLineEncoder(options.fmt)
     seen_digests: set[bytes] = set()
     per_task: dict[str, int] = {}
@@ -321,6 +207,7 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
     try:
         for rel_path, trace in read_traces(Path(trace_dir), stats, options.held_out):
             encoder.new_trace()
+            trained: dict[int, StepExample] = {}
             for example in trace_examples(trace, rel_path, options, stats):
                 line = encoder.encode(example)
                 digest = hashlib.blake2b(line.encode("utf-8"), digest_size=16).digest()
@@ -336,9 +223,14 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
                     stats.remove("per_task_cap")
                     continue
                 per_task[example.task_id] = per_task.get(example.task_id, 0) + 1
-                writer.write_line(line)
-                meta.write({"row": writer.count - 1, **provenance(example)})
                 stats.keep(example.task_id, example.tool_name, len(line), tokens)
+                if options.rows == "step":
+                    writer.write_line(line)
+                    meta.write({"row": writer.count - 1, **provenance(example)})
+                else:
+                    trained[example.step_index] = dict_copy(example)
+            if trained:
+                _write_episode_rows(trace, trained, options, writer, meta, stats, token_counter)
             if on_trace:
                 on_trace()
     except BaseException:
@@ -348,6 +240,39 @@ def extract_sft(trace_dir: Path, output: Path, meta_output: Path, options: SftOp
     return stats, writer, meta
 
 
+def dict_copy(example: StepExample) -> StepExample:
+    """The example with its own message list (iter_states reuses one list while it walks a trace)."""
+    from dataclasses import replace
+
+    return replace(example, messages=list(example.messages))
+
+
+def _write_episode_rows(trace: dict[str, Any], trained: dict[int, StepExample], options: SftOptions, writer: AtomicJsonl,
+                        meta: AtomicJsonl, stats: DataStats, token_counter: TokenCounter | None) -> None:
+    for row in episode_rows(trace, trained, options.fmt):
+        line = dumps_line(row.to_row())
+        writer.write_line(line)
+        first = row.turns[0]
+        meta.write({"row": writer.count - 1, "task_id": first.task_id, "rollout_id": first.rollout_id,
+                    "trace": first.trace_path, "turns": turn_provenance(row),
+                    **({"decoding": first.decoding} if first.decoding is not None else {})})
+        stats.keep_row(len(line), token_counter(row.messages, row.tools) if token_counter else None)
+
+
+@functools.lru_cache(maxsize=4)
+def tokenizer_named(name: str) -> Any:
+    """A tokenizer or model folder (a tokenizer-only folder is enough), a cached Hub id, or 'smollm2'.
+    Loaded once per process (callers only read it: counting tokens, rendering chat templates)."""
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not (folder / "config.json").exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder)
+    from ..hf_loading import load_tokenizer
+
+    return load_tokenizer(name)
+
+
 def token_counter_for(name: str) -> TokenCounter:
     """Count tokens of a conversation with a named tokenizer: a tokenizer or model folder, a Hub id
     already in the local cache, or 'smollm2' (the embedded model).
@@ -355,15 +280,7 @@ def token_counter_for(name: str) -> TokenCounter:
     Uses the tokenizer's chat template when it has one (what training will see), else the sum of the
     message contents.
     """
-    folder = Path(name).expanduser()
-    if folder.is_dir() and not (folder / "config.json").exists():  # a tokenizer-only folder is enough here
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    else:
-        from ..hf_loading import load_tokenizer
-
-        tokenizer = load_tokenizer(name)
+    tokenizer = tokenizer_named(name)
 
     def count(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
         if getattr(tokenizer, "chat_template", None):

@@ -55,6 +55,10 @@ class DataStats:
     chars: array = field(default_factory=lambda: array("I"))
     tokens: array = field(default_factory=lambda: array("I"))
     check: dict[str, Any] | None = None
+    rows: str | None = None  # sft: "step" (one row per trained turn) or "episode" (rollouts, weighted turns)
+    episode_rows: int = 0  # sft episode rows written (examples count the trained turns they carry)
+    row_chars: array = field(default_factory=lambda: array("I"))
+    row_tokens: array = field(default_factory=lambda: array("I"))
     test_policies: Counter = field(default_factory=Counter)  # rollouts read per test policy: a student must see the same
 
     def remove(self, reason: str, n: int = 1) -> None:
@@ -67,6 +71,13 @@ class DataStats:
         self.chars.append(chars)
         if tokens is not None:
             self.tokens.append(tokens)
+
+    def keep_row(self, chars: int, tokens: int | None = None) -> None:
+        """An episode row written (its trained turns were counted by keep())."""
+        self.episode_rows += 1
+        self.row_chars.append(chars)
+        if tokens is not None:
+            self.row_tokens.append(tokens)
 
     def absorb_problems(self, problems: list[TraceProblem], already: int) -> int:
         """Count trace problems reported since index `already`; returns the new index."""
@@ -99,6 +110,12 @@ class DataStats:
                if self.kind == "pairs" else {}),
             "length_chars": percentiles(self.chars),
             "length_tokens": percentiles(self.tokens) if self.tokens else None,
+            **({"rows": self.rows, "trained_turns": self.examples, "row_count": self.episode_rows if self.rows == "episode" else self.examples,
+                "step_row_tokens_total": sum(self.tokens) if self.tokens else None,
+                **({"episode_row_length_chars": percentiles(self.row_chars),
+                    "episode_row_length_tokens": percentiles(self.row_tokens) if self.row_tokens else None,
+                    "episode_row_tokens_total": sum(self.row_tokens) if self.row_tokens else None}
+                   if self.rows == "episode" else {})} if self.kind == "sft" and self.rows else {}),
             "check": self.check,
             "test_policies": dict(sorted(self.test_policies.items())),
         }
@@ -113,7 +130,10 @@ class DataStats:
 
         data = self.to_dict()
         table = Table(title=f"{self.kind} -> {self.output}", show_header=False)
-        table.add_row("examples" if self.kind == "sft" else "pairs", f"[bold]{self.examples}[/bold]")
+        if self.kind == "sft" and self.rows == "episode":
+            table.add_row("rows (episode)", f"[bold]{self.episode_rows}[/bold] holding {self.examples} trained turns")
+        else:
+            table.add_row("examples" if self.kind == "sft" else "pairs", f"[bold]{self.examples}[/bold]")
         table.add_row("tasks (read / kept)", f"{data['tasks_read']} / {data['tasks_kept']}")
         table.add_row("rollouts read", str(self.rollouts_read))
         table.add_row("corrupt / unfinished skipped", f"{self.corrupt_skipped} / {self.unfinished_skipped}")
@@ -127,8 +147,8 @@ class DataStats:
         if self.kind == "pairs":
             table.add_row(f"by outcome gap (min {self.min_outcome_gap})",
                           ", ".join(f"{k} {v}" for k, v in sorted(self.outcome_gaps.items())) or "-")
-        for name in ("length_chars", "length_tokens"):
-            stats = data[name]
+        for name in ("length_chars", "length_tokens", "episode_row_length_chars", "episode_row_length_tokens"):
+            stats = data.get(name)
             if stats:
                 table.add_row(name.replace("_", " "), "p50 {p50}  p90 {p90}  p99 {p99}  max {max}".format(**stats))
         if self.check is not None:

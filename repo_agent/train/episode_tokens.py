@@ -1,4 +1,8 @@
-"""One agent episode as ONE token sequence for RL: prompt = system + task, completion = every later turn.
+"""Agent episodes as token sequences: for RL (one episode = prompt + completion, env-masked) and for SFT
+rows with per-message weights (`weighted_sequence`: the one place the SFT labels are built, shared by
+the local trainer and the mask audit).
+
+One agent episode as ONE token sequence for RL: prompt = system + task, completion = every later turn.
 
 `PolicyModel` is a `Model` (the agent loop's provider interface) that generates with the policy being
 trained and keeps the exact tokens: each call renders the conversation with the chat template, checks
@@ -168,3 +172,63 @@ def conversation_of(trace: dict[str, Any], last_result: bool = False) -> list[di
         if (last_result or index + 1 < len(steps)) and step.get("result_message"):
             messages.append(step["result_message"])
     return messages
+
+
+# --------------------------------------------------------------------------------- SFT rows, weighted
+
+
+@dataclass
+class WeightedSequence:
+    """One chat row as the model is trained on it: its ids and, per id, 1 where it carries loss."""
+
+    ids: list[int]
+    mask: list[int]
+    turns: list[tuple[int, int]]  # (start, end) id ranges of the trained turns
+    spans: list[tuple[int, int]]  # (start, end) character ranges of the trained turns in `text`
+    text: str
+    problems: list[str] = field(default_factory=list)  # why the mask cannot be trusted (not prefix-preserving)
+
+
+def trained_turns(messages: list[dict[str, Any]]) -> list[int]:
+    """Indices of the assistant messages that carry loss: those with weight 1 (OpenAI's and Together's
+    convention); a row with no weights at all trains its last message, as step rows always did."""
+    if any("weight" in m for m in messages):
+        return [i for i, m in enumerate(messages) if m.get("role") == "assistant" and m.get("weight") == 1]
+    return [len(messages) - 1] if messages and messages[-1].get("role") == "assistant" else []
+
+
+_TEMPLATE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+
+def weighted_sequence(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> WeightedSequence:
+    """The labels of an SFT row, built in one place for training and for the mask audit. Each trained
+    assistant turn k carries loss on exactly the tokens its step row trains: from the end of the
+    rendering of the conversation before it (with the generation prompt) to the end of the rendering up
+    to and including it (its content, the end-of-turn token, the template's trailing text). That equals
+    the step row's loss only if each of those renderings tokenizes to a prefix of the whole row's ids
+    (the prefix property); where it does not, `problems` says so and the row must not be trained."""
+    clean = [{k: m[k] for k in _TEMPLATE_KEYS if k in m} for m in messages]
+    kwargs = {"tools": tools} if tools else {}
+
+    def text_of(upto: int, generation_prompt: bool) -> str:
+        return tokenizer.apply_chat_template(clean[:upto], add_generation_prompt=generation_prompt, tokenize=False, **kwargs)
+
+    text = text_of(len(clean), False)
+    ids = encode(tokenizer, text)
+    mask = [0] * len(ids)
+    turns, spans, problems = [], [], []
+    for index in trained_turns(messages):
+        before, upto = text_of(index, True), text_of(index + 1, False)
+        if not text.startswith(upto) or not upto.startswith(before):
+            problems.append(f"message {index}: the chat template renders the conversation before it differently from "
+                            "the whole row (not prefix-preserving)")
+            continue
+        start, end = len(encode(tokenizer, before)), len(encode(tokenizer, upto))
+        if ids[:end] != encode(tokenizer, upto) or ids[:start] != encode(tokenizer, before):
+            problems.append(f"message {index}: the tokens of the conversation up to it are not a prefix of the row's "
+                            "tokens (not prefix-preserving at the token level)")
+            continue
+        mask[start:end] = [1] * (end - start)
+        turns.append((start, end))
+        spans.append((len(before), len(upto)))
+    return WeightedSequence(ids, mask, turns, spans, text, problems)

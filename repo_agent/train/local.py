@@ -37,6 +37,10 @@ class TrainOutcome:
     task_ids: list[str] | None
     resumed_from: str | None
     skipped_checkpoints: list[str] = field(default_factory=list)  # what resume set aside, and why
+    trained_turns: int | None = None  # SFT: assistant turns carrying loss per epoch (either row kind)
+    trained_tokens: int | None = None  # SFT: tokens carrying loss per epoch
+    tokens_per_epoch: int | None = None  # tokens processed per epoch
+    epochs_done: float = 0.0
 
 
 def _settings(config: C.LocalTrainConfig, dataset_sha: str) -> dict[str, Any]:
@@ -128,6 +132,35 @@ def _trl_args(config: C.LocalTrainConfig, max_length: int) -> Any:
     return DPOConfig(**common, beta=config.beta)
 
 
+def sft_rows_tokenized(tokenizer: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SFT rows (chat rows with weights, or TRL prompt/completion rows) as ids and labels: -100 except on
+    the tokens of every trained turn. A row whose template is not prefix-preserving is refused."""
+    import json as _json
+
+    from .episode_tokens import weighted_sequence
+
+    out, problems = [], []
+    for number, row in enumerate(rows, 1):
+        if "messages" in row:
+            messages = row["messages"]
+        else:  # TRL prompt/completion: the completion's message is the trained one
+            messages = [*row["prompt"], *({**m, "weight": 1} for m in row["completion"])]
+            messages = [{**m, "weight": 0} if i < len(row["prompt"]) else m for i, m in enumerate(messages)]
+        tools = row.get("tools")
+        tools = _json.loads(tools) if isinstance(tools, str) else tools
+        seq = weighted_sequence(tokenizer, messages, tools or None)
+        problems += [f"row {number}: {p}" for p in seq.problems]
+        if not seq.turns and not seq.problems:
+            problems.append(f"row {number}: no trained assistant turn")
+        out.append({"input_ids": seq.ids, "labels": [t if m else -100 for t, m in zip(seq.ids, seq.mask)],
+                    "trained_turns": len(seq.turns)})
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems[:10])
+        raise C.TrainDataError(f"{len(problems)} row problem(s); a chat template that is not prefix-preserving cannot train "
+                               f"these rows (step rows are the only correct choice then):\n{listed}")
+    return out
+
+
 def build_trainer(config: C.LocalTrainConfig, callbacks: list[Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Everything up to (not including) `trainer.train()`: validated data, model, LoRA, TRL trainer.
     Returned separately so tests can inspect the collator's labels on the real trainer."""
@@ -137,17 +170,20 @@ def build_trainer(config: C.LocalTrainConfig, callbacks: list[Any] | None = None
     dataset_path = Path(config.dataset)
     kind = C.validate_dataset(dataset_path, config.method)
     rows = C.read_jsonl(dataset_path)
-    convert = C.sft_row_to_trl if config.method == "sft" else C.pair_row_to_trl
-    trl_rows = [convert(r) for r in rows]
     model, tokenizer = _load_for_training(config)
     context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    lengths = C.conversation_lengths(trl_rows, _token_counter(tokenizer))
+    if config.method == "sft":  # labels from the rows' per-message weights (episode_tokens.weighted_sequence)
+        trl_rows = sft_rows_tokenized(tokenizer, rows)
+        lengths = [len(r["input_ids"]) for r in trl_rows]
+    else:
+        trl_rows = [C.pair_row_to_trl(r) for r in rows]
+        lengths = C.conversation_lengths(trl_rows, _token_counter(tokenizer))
     plan = C.plan_lengths(lengths, config.max_seq_len, context)
     kept = [trl_rows[i] for i in plan.kept]
     if not kept:
         raise C.TrainDataError(f"all {len(trl_rows)} examples are longer than --max-seq-len {plan.max_length} "
                                f"(the longest has {plan.longest} tokens): raise --max-seq-len")
-    if all(r["tools"] is None for r in kept):
+    if config.method != "sft" and all(r["tools"] is None for r in kept):
         kept = [{k: v for k, v in r.items() if k != "tools"} for r in kept]
     try:
         task_ids, task_source = trained_task_ids(dataset_path, rows, config.task_ids_file, config.trained_tasks_from)
@@ -157,6 +193,10 @@ def build_trainer(config: C.LocalTrainConfig, callbacks: list[Any] | None = None
             "dropped_rows": plan.dropped, "max_length": plan.max_length, "longest_example_tokens": plan.longest,
             "tokens_per_epoch": sum(lengths[i] for i in plan.kept),
             "task_ids": task_ids, "task_ids_source": task_source}
+    if config.method == "sft":
+        info["trained_turns_per_epoch"] = sum(r["trained_turns"] for r in kept)
+        info["trained_tokens_per_epoch"] = sum(sum(1 for label in r["labels"] if label != -100) for r in kept)
+        kept = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in kept]
     lora = None if config.from_adapter else LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=config.target_modules, task_type="CAUSAL_LM")
@@ -280,5 +320,7 @@ def train(config: C.LocalTrainConfig, *, force: bool = False, progress: Any | No
         shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: optimizer state is dead weight now
         shutil.rmtree(output / C.INCOMPLETE, ignore_errors=True)  # what was set aside is listed in the summary
     tokens = int(max((r.get("num_tokens", 0) for r in log.records()), default=0))
+    epochs = float(max((r.get("epoch") or 0 for r in log.records()), default=0.0))
     return TrainOutcome(output, False, result.global_step, result.training_loss, runtime, tokens, info["examples"],
-                        info["dropped_too_long"], info["task_ids"], resume, skipped)
+                        info["dropped_too_long"], info["task_ids"], resume, skipped,
+                        info.get("trained_turns_per_epoch"), info.get("trained_tokens_per_epoch"), info["tokens_per_epoch"], epochs)

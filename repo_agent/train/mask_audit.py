@@ -4,7 +4,9 @@ Convention for template tokens (shown in every report): loss is on the text of a
 end-of-turn token that closes it when the model produced that token; role headers, the environment's
 messages ([tool_result] ...) and whatever the template adds are masked. In step-level SFT data the
 target is the LAST assistant message (PROTOCOL.md: earlier assistant turns have weight 0) and TRL
-trains its whole rendering after the generation prompt (its end-of-turn included). In a GRPO episode
+trains its whole rendering after the generation prompt (its end-of-turn included); an episode row
+(`sft-extract --rows episode`) trains every assistant message with weight 1 the same way, each exactly
+as its step row would. In a GRPO episode
 every model-generated token carries loss and nothing else; whether the one end-of-turn token right
 after a reply was sampled or added by the driver (which stops replies at the end of their JSON) cannot
 be read from the text, so that single token may be either.
@@ -225,41 +227,47 @@ def audit_traces(tokenizer: Any, traces: list[tuple[str, dict[str, Any]]]) -> Au
 
 
 def audit_sft_row(tokenizer: Any, name: str, row: dict[str, Any], max_length: int | None = None) -> AuditItem:
-    """A step-level SFT row as TRL's SFTTrainer masks it (prompt-completion: the prompt tokenized with the
-    generation prompt, the loss on the rest), against the format: only the last assistant message."""
+    """An SFT row (a step row, or an episode row with several weighted turns) as the local trainer masks
+    it (episode_tokens.weighted_sequence: the labels training uses), against the format: loss on every
+    assistant message with weight 1 (a row without weights: its last message), from the end of the
+    generation prompt before it to the end of its rendering, and nowhere else."""
     import json
 
-    from .common import sft_row_to_trl
+    from .episode_tokens import trained_turns, weighted_sequence
 
     problems = []
-    weights = [m.get("weight") for m in (row.get("messages") or [])[:-1] if m.get("role") == "assistant"]
-    if any(w not in (None, 0) for w in weights):
-        problems.append("an earlier assistant turn has weight != 0 (PROTOCOL.md: only the last one is trained)")
-    converted = sft_row_to_trl(row)
-    tools = json.loads(converted["tools"]) if converted.get("tools") else None
-    prompt, completion = converted["prompt"], converted["completion"]
-    if not completion or completion[-1].get("role") != "assistant":
+    if "messages" in row:
+        messages = row["messages"]
+    else:
+        messages = [*({**m, "weight": 0} for m in row.get("prompt") or []), *({**m, "weight": 1} for m in row.get("completion") or [])]
+    tools = row.get("tools")
+    tools = json.loads(tools) if isinstance(tools, str) else tools
+    if not messages or messages[-1].get("role") != "assistant":
         problems.append("the row does not end with an assistant message")
+    if not trained_turns(messages):
+        problems.append("no assistant message carries loss")
+    seq = weighted_sequence(tokenizer, messages, tools or None)
+    problems += seq.problems
     kwargs = {"tools": tools} if tools else {}
-    prompt_text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False, **kwargs)
-    full_text = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **kwargs)
-    prompt_ids = list(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
-    ids = list(tokenizer(full_text, add_special_tokens=False)["input_ids"])
-    if ids[: len(prompt_ids)] != prompt_ids:
-        problems.append("the prompt's tokens are not a prefix of the prompt + completion tokens (the template is not "
-                        "prefix-preserving here; TRL's completion mask would be misaligned)")
-    _check_turn_prefixes(tokenizer, prompt + completion, problems, kwargs)
-    trained = [0] * len(prompt_ids) + [1] * (len(ids) - len(prompt_ids))
+    _check_turn_prefixes(tokenizer, [{k: v for k, v in m.items() if k != "weight"} for m in messages], problems, kwargs)
+    ids, trained = seq.ids, seq.mask
     pieces, offsets = _char_offsets(tokenizer, ids)
-    content = (completion[-1].get("content") or "") if completion else ""
-    start = len(prompt_text)
-    expected = [0 if off < start else 1 for off in offsets]
-    if not full_text.startswith(prompt_text + content):
-        problems.append("the template does not render the last reply right after the generation prompt")
+    expected = []
+    for start, piece in zip(offsets, pieces):
+        end = start + max(1, len(piece))
+        expected.append(1 if any(s <= start and end <= e for s, e in seq.spans) else 0)
+    for index in trained_turns(messages):
+        content = messages[index].get("content") or ""
+        before = tokenizer.apply_chat_template([{k: v for k, v in m.items() if k != "weight"} for m in messages[:index]],
+                                               add_generation_prompt=True, tokenize=False, **kwargs)
+        if content and not seq.text.startswith(before + content):
+            problems.append(f"message {index}: the template does not render the reply right after the generation prompt")
+    prompt_length = seq.turns[0][0] if seq.turns else len(ids)
     if max_length is not None and len(ids) > max_length:
-        problems.append(f"{len(ids)} tokens: a cut at --max-seq-len {max_length} falls inside the trained turn")
+        if any(end > max_length for _, end in seq.turns):
+            problems.append(f"{len(ids)} tokens: a cut at --max-seq-len {max_length} falls inside a trained turn")
         ids, trained, expected, pieces = ids[:max_length], trained[:max_length], expected[:max_length], pieces[:max_length]
-    return AuditItem(name, "sft", ids, trained, expected, pieces, len(prompt_ids), problems)
+    return AuditItem(name, "sft", ids, trained, expected, pieces, prompt_length, problems)
 
 
 def _check_turn_prefixes(tokenizer: Any, messages: list[dict[str, Any]], problems: list[str], kwargs: dict[str, Any]) -> None:

@@ -274,3 +274,34 @@ def follow_job(
         if job.get("status") in TERMINAL:
             return job
         sleep(poll_interval_s)
+
+
+def billed_token_estimate(dataset: Path | str, tokenizer_name: str) -> dict[str, int]:
+    """Tokens of every row of a chat or preference file as a chat template renders them (what a hosted
+    fine-tune bills per epoch), with the rows and the trained turns they carry."""
+    from ..data.sft import tokenizer_named
+    from .episode_tokens import trained_turns
+
+    tokenizer = tokenizer_named(tokenizer_name)
+    tokens = rows = turns = 0
+    with open(dataset, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            rows += 1
+            if "messages" in row:
+                conversations = [row["messages"]]
+                turns += len(trained_turns(row["messages"]))
+            elif "input" in row:  # a preference pair: the prompt with each side
+                prompt = row["input"]["messages"]
+                conversations = [prompt + row["preferred_output"], prompt + row["non_preferred_output"]]
+                turns += 1
+            else:
+                conversations = [row.get("prompt", []) + row.get("completion", [])]
+                turns += 1
+            for messages in conversations:
+                clean = [{k: v for k, v in m.items() if k in ("role", "content", "tool_calls", "tool_call_id", "name")} for m in messages]
+                text = tokenizer.apply_chat_template(clean, tools=row.get("tools") or None, tokenize=False)
+                tokens += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return {"tokens": tokens, "rows": rows, "trained_turns": turns}
