@@ -38,6 +38,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed; rollout k of tas
 MistakeRateOpt = Annotated[float, typer.Option("--oracle-mistake-rate", min=0.0, max=1.0, help="oracle: in this share of rollouts first write a plausible fix that the tests prove wrong, then recover after [TESTS FAIL] (the step is marked mistake and never a training target). Needs --test-policy on_write.")]
 BranchPairsOpt = Annotated[bool, typer.Option("--branch-pairs/--no-branch-pairs", help="Rollouts 2i and 2i+1 of a task share everything up to the first write and diverge there (oracle: one writes a proven-wrong fix, the other the right one; other providers: the follower asks its own, differently seeded model at that step), so the two writes make an exact preference pair. Needs --test-policy on_write.")]
 ToolsetOpt = Annotated[str, typer.Option("--toolset", help="files (list_files/read_file/grep/write_file, the default) | edit (those + replace_in_file and line-range reads, for large files) | bash (shell commands in the sandbox + submit).")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="K/N: run only shard K of N, a partition of the tasks by their id (md5; every rollout of a task stays together), so N machines can share one suite; join the outputs with `repo-agent report merge`.")]
 SandboxOpt = Annotated[str, typer.Option("--sandbox", help="How test runs are contained: auto (bubblewrap when it works here, else a plain warning that runs are not isolated) | bwrap (refuse to run without it) | none.")]
 
 AGENT_DEFAULTS = AgentConfig()

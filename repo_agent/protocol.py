@@ -12,6 +12,9 @@ from typing import Any, Union
 
 from jsonschema import Draft202012Validator
 
+from .envelope import ENVELOPE_KEYS
+from .protocol_prefix import dead_point
+
 TOOL_RESULT_PREFIX = "[tool_result]"
 
 TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -80,8 +83,6 @@ FINAL_SCHEMA: dict[str, Any] = {
     },
 }
 
-# The top-level keys of each action, in canonical order (the prefix rule in protocol_prefix.py uses them).
-ENVELOPE_KEYS: dict[str, tuple[str, ...]] = {"tool_call": ("type", "name", "args"), "final": ("type", "summary")}
 
 _VALIDATORS: dict[int, tuple[dict[str, Any], dict[str, Draft202012Validator]]] = {}
 
@@ -192,8 +193,6 @@ def parse_action(text: Any, stopped_early: bool = False, schemas: dict[str, dict
     such a reply is the `stopped_early` parse error, saying where and why it went wrong."""
     try:
         if stopped_early and isinstance(text, str):
-            from .protocol_prefix import dead_point
-
             dead = dead_point(text)
             if dead is not None:
                 return ParseError("stopped_early", f"generation was stopped at character {dead[0]}: {dead[1]}")

@@ -21,7 +21,7 @@ valid tool_call or final. Two rules follow from that and decide when generation 
 
 from __future__ import annotations
 
-from .protocol import ENVELOPE_KEYS
+from .envelope import ENVELOPE_KEYS
 
 _JSON_WHITESPACE = " \t\n\r"
 _DIGITS = "0123456789"

@@ -30,6 +30,9 @@ class ToolSet:
     rules: str  # the protocol-independent rules shown after the tools
     end_tools: frozenset[str] = frozenset()  # tool calls that end the episode like `final` (bash: submit)
     file_tools: frozenset[str] = field(default_factory=frozenset)  # tools that change files by themselves
+    # Tools shown as signatures (`read_file(rel_path, start_line?, ...)`) instead of JSON schemas: about half
+    # the prompt's tokens, which every step of every episode pays (the examples below still show the JSON).
+    compact: bool = False
 
     # -- what the model is shown
 
@@ -37,8 +40,11 @@ class ToolSet:
         head = "You are a repo-fixing agent. You fix a bug in a small repository by using tools."
         if tool_protocol == "native":
             return f"{head}\n\n{self._native_rules()}"
-        tools = "\n".join(f"- {name}: {spec['description']} args schema: {json.dumps(spec['parameters'], separators=(',', ':'))}"
-                          for name, spec in self.schemas.items())
+        if self.compact:
+            tools = "\n".join(f"- {_signature(name, spec['parameters'])}: {spec['description']}" for name, spec in self.schemas.items())
+        else:
+            tools = "\n".join(f"- {name}: {spec['description']} args schema: {json.dumps(spec['parameters'], separators=(',', ':'))}"
+                              for name, spec in self.schemas.items())
         return f"{head}\n\nTools:\n{tools}\n\n{self._json_rules()}\n\n{self.expected_shape_hint()}"
 
     def _json_rules(self) -> str:
@@ -84,6 +90,13 @@ class ToolSet:
         return isinstance(action, P.Final) or (isinstance(action, P.ToolCall) and action.name in self.end_tools)
 
 
+def _signature(name: str, parameters: dict[str, Any]) -> str:
+    """`name(required, optional?)`: the argument names a call needs, in the schema's order."""
+    required = set(parameters.get("required") or ())
+    args = [arg if arg in required else f"{arg}?" for arg in parameters.get("properties") or {}]
+    return f"{name}({', '.join(args)})"
+
+
 FILES_RULES = ("- Paths are relative to the workspace root. write_file replaces the whole file: send the complete new content.\n"
                "- You cannot run tests; the driver runs them.")
 
@@ -121,7 +134,7 @@ _EDIT_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 EDIT = ToolSet(
-    name="edit", schemas=_EDIT_SCHEMAS, prompt_version=1,
+    name="edit", schemas=_EDIT_SCHEMAS, prompt_version=2, compact=True,  # 2: tools as signatures, not schemas
     rules=("- Paths are relative to the workspace root. Prefer replace_in_file for small changes: `old` must be copied exactly "
            "(whitespace included) and occur once; write_file replaces the whole file.\n"
            "- You cannot run tests; the driver runs them."),

@@ -16,7 +16,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       $PIP install "torch==${TORCH_CPU_VERSION:-2.13.0}" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-$PIP install -e ".[train,serve,dev,browser]"
+$PIP install -e ".[train,serve,dev,browser,docs]"
+# The documentation site's search from file:// without unpkg.com: the iframe-worker shim from the npm registry.
+"$VENV/bin/python" scripts/docs_offline.py
 # The browser test of `repo-agent view` drives Debian's chromium through playwright (playwright's own browser
 # download is never used: it cannot work offline). Install it where we can; otherwise record why not, and the
 # test skips with that reason.

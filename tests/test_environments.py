@@ -216,3 +216,31 @@ def test_a_hung_command_is_killed_at_its_timeout_and_the_episode_goes_on(monkeyp
         assert quick.ok and quick.text.startswith("fine\n[exit code 0]")
     finally:
         env.close()
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="the command server lives in the bubblewrap sandbox")
+def test_each_command_gets_a_fresh_shell_and_nothing_it_started_survives_it():
+    """One sandbox per episode, a fresh shell per command: variables do not carry over, a process a command
+    leaves running (even detached in a new session) is killed, and a command that kills the server gets a
+    tool error, then a fresh server."""
+    from repo_agent.environments import open_environment
+    from repo_agent.protocol import ToolCall
+
+    suite = load_suite(BUNDLED_SUITE)
+    env = open_environment(suite, suite.task("gcd"), "bash", "auto")
+    try:
+        def run(command):
+            return env.execute(ToolCall("bash", {"command": command}))
+
+        first = run("export LEFT=over; echo $$ > /tmp/shell_pid; setsid sleep 300 > /dev/null 2>&1 & echo started")
+        assert first.ok and first.text.startswith("started")
+        second = run("echo \"[${LEFT:-unset}]\"; ls /proc | grep -c '^[0-9]' ; ps -e -o comm= | grep -c sleep || true")
+        lines = second.text.splitlines()
+        assert lines[0] == "[unset]" and lines[2] == "0", second.text  # no variable, no sleeping leftover
+        server = env._server
+        killed = run("kill -9 $PPID")
+        assert not killed.ok and "server died" in killed.text and env._server is None
+        after = run("echo back")
+        assert after.ok and after.text.startswith("back") and env._server is not server
+    finally:
+        env.close()

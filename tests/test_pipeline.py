@@ -124,3 +124,46 @@ def test_an_interrupted_teacher_stage_resumes_with_only_what_is_missing(pipeline
     assert (out / "sft" / "train_sft.jsonl").read_bytes() == sft_before  # the oracle is deterministic per seed
     assert said.count("already holds this finished run") == 2  # SFT and DPO: same data, nothing to retrain
     assert json.loads((out / "pipeline.json").read_text())["finished"] is True
+
+
+def test_a_synthesized_pipeline_trains_on_a_leak_free_sample_and_reports_every_held_out_suite(tmp_path_factory):
+    """--synth-from: training tasks from the train side's programs, held-out tasks from the test side's,
+    a seeded sample of --train-tasks, and an --also-test suite evaluated and compared on its own."""
+    from typer.testing import CliRunner
+
+    from dataclasses import replace
+
+    from repo_agent.cli import app
+    from repo_agent.suites.task import load_suite, save_suite, with_tasks
+
+    tiny = shared_tiny_model(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("synth_pipeline")
+    train, test = _mini_split(folder)
+    sides = [replace(t, split=side) for side, path in (("train", train), ("test", test)) for t in load_suite(path).tasks]
+    source = save_suite(with_tasks(load_suite(train), tuple(sides), suite_id="mini_sides", derived_from=None),
+                        folder / "mini_sides_suite.json")
+    out = folder / "run"
+    args = ["pipeline", "--out", str(out), "--model", str(tiny), "--synth-from", str(source),
+            "--synth-per-program", "2", "--synth-heldout-per-program", "1", "--train-tasks", "2", "--also-test", str(test),
+            "--toolset", "edit", "--rollouts", "1", "--max-steps", "1", "--max-seq-len", "8192", "--eval-max-iters", "2",
+            "--eval-max-tokens", "64", "--num-workers", "2"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    ran = [s["stage"] for s in json.loads((out / "pipeline.json").read_text())["stages"] if "command" in s]
+    assert ran[:3] == ["synthesized training tasks", "synthesized held-out tasks", "training sample without leaks"]
+    assert "eval: sft student on mini_test" in ran and "compare base_mini_test vs sft_mini_test" in ran
+    synth_train, held = load_suite(out / "synth" / "train_suite.json"), load_suite(out / "synth" / "heldout_suite.json")
+    sample = load_suite(out / "synth" / "train_2_suite.json")
+    train_programs, test_programs = set(load_suite(train).task_ids), set(load_suite(test).task_ids)
+    assert len(sample.tasks) == 2 and set(sample.task_ids) <= set(synth_train.task_ids)
+    assert {t.split_key for t in synth_train.tasks} <= train_programs
+    assert held.tasks and {t.split_key for t in held.tasks} <= test_programs
+    teacher_tasks = {json.loads(p.read_text())["task_id"] for p in (out / "teacher" / "traces").glob("*.json")}
+    assert teacher_tasks == set(sample.task_ids)
+    for tag, suite in (("", held), ("_mini_test", load_suite(test))):
+        report = json.loads((out / f"eval_sft{tag}" / "report.json").read_text())
+        assert report["finished_rollouts"] == len(suite.tasks)
+        assert (out / f"compare{tag}" / "comparison.json").is_file()
+    said = " ".join(result.output.split())
+    assert "Difference = candidate - baseline" in said and str(out / "compare_mini_test") in said

@@ -212,3 +212,68 @@ def test_humaneval_programs_become_pytest_tasks_with_one_test_per_assert(tmp_pat
     info = dict(task.meta)["synth"]
     assert 0 < len(info["failing"]) < 7 and len(info["failing"]) + len(info["passing"]) == 7
     assert normalized(source.program) != normalized((synthesizer.root / task.base / source.program_path).read_text())
+
+
+def test_shards_of_a_synth_merge_to_the_unsharded_suite(tmp_path, cli):
+    whole = tmp_path / "whole" / "s_suite.json"
+    whole.parent.mkdir()
+    assert synth_cli(whole).returncode == 0
+    shards = []
+    for k in (1, 2):
+        out = tmp_path / f"shard{k}" / "s_suite.json"
+        out.parent.mkdir()
+        result = synth_cli(out, "--shard", f"{k}/2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        shards.append(out)
+    merged = tmp_path / "merged" / "s_suite.json"
+    merged.parent.mkdir()
+    result = cli("suite", "merge", *shards, "--out", merged)
+    assert result.exit_code == 0, result.output
+    assert merged.read_bytes() == whole.read_bytes()
+    assert tree_digest(merged.with_name("s_suite.files") / "tasks") == tree_digest(whole.with_name("s_suite.files") / "tasks")
+    assert "missing shard(s) 2/2" in cli("suite", "merge", shards[0], "--out", tmp_path / "m1.json").output
+    assert "given twice" in cli("suite", "merge", shards[0], shards[0], "--out", tmp_path / "m2.json").output
+
+
+def test_samples_are_nested_seeded_and_leave_leaks_out(tmp_path):
+    """`suite sample`: for one seed a smaller sample is a subset of a larger one; a leaking task never
+    enters; asking for more than there is is refused, not quietly shrunk."""
+    from typer.testing import CliRunner
+
+    from repo_agent.cli import app
+    from repo_agent.suites.split import sample_suite
+    from repo_agent.suites.task import SuiteError, load_suite
+
+    bundled = load_suite(BUNDLED_SUITE)
+    small, large = sample_suite(bundled, 4, seed=3), sample_suite(bundled, 9, seed=3)
+    assert len(small.tasks) == 4 and set(small.task_ids) < set(large.task_ids)
+    assert set(sample_suite(bundled, 4, seed=4).task_ids) != set(small.task_ids)
+    without = sample_suite(bundled, 0, seed=3, leave_out=frozenset(small.task_ids))
+    assert len(without.tasks) == len(bundled.tasks) - 4 and not set(without.task_ids) & set(small.task_ids)
+    with pytest.raises(SuiteError, match="20 tasks asked for, 19 available"):
+        sample_suite(bundled, 20, seed=0)
+
+    out = tmp_path / "sample_suite.json"
+    result = CliRunner().invoke(app, ["suite", "sample", "--suite", str(BUNDLED_SUITE), "--count", "4", "--seed", "3",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = load_suite(out)
+    assert written.task_ids == small.task_ids and written.source["sample"]["count"] == 4
+    task = written.tasks[0]
+    assert (written.root / task.base / task.files[0]).exists()  # the tasks' files are found from the new place
+
+
+def test_programs_that_make_no_task_are_named_with_the_reason(drop_suite):
+    """A tried program whose every candidate was dropped is reported with what they were dropped for,
+    beside one refused before any candidate (the sidecar's programs_without_tasks)."""
+    from collections import Counter
+
+    from repo_agent.suites.synth import SourceResult, measurements
+
+    sources = {s.name: s for s in from_quixbugs_layout(drop_suite)}
+    results = [SourceResult(sources["count"], dropped=Counter(total_break=5, equivalent=1)),
+               SourceResult(sources["clip"], problem="its slowest test takes 2 s of CPU")]
+    stats = measurements(results, 1.0, SynthOptions())
+    assert stats["programs_without_tasks"] == {
+        sources["count"].key: "every candidate was dropped (5 total_break, 1 equivalent)",
+        sources["clip"].key: "its slowest test takes 2 s of CPU"}

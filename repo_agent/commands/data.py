@@ -262,6 +262,7 @@ def prefs(
     allow_held_out: AllowHeldOutOpt = False,
     min_gap: MinGapOpt = "step",
     allow_suspicious: AllowSuspiciousOpt = False,
+    shard: O.ShardOpt = None,
     *,
     flags: O.AgentFlags,
 ) -> None:
@@ -302,8 +303,13 @@ def prefs(
         if whole:
             console.print(f"[yellow]note:[/yellow] {len(whole)} task(s) have no minimal fix (e.g. {whole[0]}): the oracle "
                           "writes their whole reference file there (`suite validate --record-minimal` says why)")
+    from .evaluate import apply_shard
+
+    extra: dict = {}
+    loaded = apply_shard(loaded, shard, extra)
     try:
-        result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed, redo=redo)
+        result = run_rollouts(loaded, provider, agent, trace_dir, rollouts=rollouts, num_workers=num_workers, seed=seed,
+                              redo=redo, extra_config=extra or None)
     except ValueError as exc:  # a config mismatch on resume, or a provider that cannot be built
         fail(str(exc))
     for problem in result.problems:  # what resuming had to repair (torn lines, a rebuilt config.json)

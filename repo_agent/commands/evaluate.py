@@ -28,6 +28,7 @@ def evaluate(
     allow_oracle: Annotated[bool, typer.Option("--allow-oracle", help="Evaluate the oracle (which knows the reference fixes) on held-out tasks: the report is labelled a reference ceiling.")] = False,
     allow_trained_tasks: Annotated[bool, typer.Option("--allow-trained-tasks", help="Evaluate a model on tasks it was trained on (refused otherwise: that measures memory, not skill).")] = False,
     allow_train_split: Annotated[bool, typer.Option("--allow-train-split", help="Evaluate on the train side of a split (refused otherwise).")] = False,
+    shard: O.ShardOpt = None,
     *,
     flags: O.AgentFlags,
 ) -> None:
@@ -46,6 +47,7 @@ def evaluate(
         raise typer.BadParameter(str(exc)) from None
     extra: dict[str, Any] = {"command": "eval"}
     _check_honest(loaded, provider, allow_oracle, allow_train_split)
+    loaded = apply_shard(loaded, shard, extra)
     from ..provenance import trained_tasks as known_training
 
     try:
@@ -91,6 +93,24 @@ def evaluate(
                   + (f", {result.repaired} repaired" if result.repaired else "") + f" in {result.wall_time_s:.1f}s")
     print_summary(built)
     Console().print(f"report: {report or trace_dir / 'report.json'} and {md_path}")
+
+
+def apply_shard(suite: Any, shard: str | None, extra: dict[str, Any]) -> Any:
+    """The suite's tasks in shard K/N (recorded in the run's config, with what `report merge` checks)."""
+    if not shard:
+        return suite
+    from ..rollouts import tasks_sha256
+    from ..suites.split import parse_shard, shard_suite
+
+    try:
+        index, count = parse_shard(shard)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    part = shard_suite(suite, (index, count))
+    extra["shard"] = {"index": index, "count": count, "suite_tasks_sha256": tasks_sha256(suite),
+                      "suite_task_ids": suite.task_ids}
+    console.print(f"shard {index}/{count}: {len(part.tasks)} of the suite's {len(suite.tasks)} tasks")
+    return part
 
 
 def _check_honest(suite: Any, provider: Any, allow_oracle: bool, allow_train_split: bool) -> None:
@@ -155,6 +175,29 @@ def show(
     Console().print(f"report: {out or run_dir / 'report.json'} and {md_path}")
 
 
+@report_app.command("merge")
+def merge(
+    runs: Annotated[list[Path], typer.Argument(help="The shard run folders (`eval --shard K/N` or `prefs --shard K/N`, one per K).", exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="New folder for the merged run (config.json, traces/, results.jsonl, report).")],
+) -> None:
+    """Join the shards of one run into the run the unsharded command makes; refuses overlaps, missing shards,
+    unfinished shards and mixed settings.
+
+    Example: repo-agent report merge runs/eval_s1 runs/eval_s2 runs/eval_s3 --out runs/eval"""
+    from ..evaluate.merge import MergeError, merge_runs
+    from ..evaluate.report import build_report, load_run, write_report
+
+    try:
+        merged = merge_runs(list(runs), out)
+    except MergeError as exc:
+        console.print(f"[red]error:[/red] cannot merge: {exc}")
+        raise typer.Exit(2) from None
+    built = build_report(load_run(out))
+    md_path = write_report(built, out / "report.json")
+    print_summary(built)
+    Console().print(f"merged {merged['merged_from']['shards']} shards into {out}; report: {out / 'report.json'} and {md_path}")
+
+
 @report_app.command("compare")
 def compare(
     baseline: Annotated[Path, typer.Argument(help="Baseline run directory.", exists=True, file_okay=False)],
@@ -163,6 +206,7 @@ def compare(
     resamples: Annotated[int, typer.Option("--resamples", min=100, help="Paired bootstrap resamples over tasks.")] = 10_000,
     bootstrap_seed: Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap (results are reproducible).")] = 0,
     allow_trained_tasks: Annotated[bool, typer.Option("--allow-trained-tasks", help="Compare even when a model was trained on evaluated tasks (refused otherwise).")] = False,
+    clusters: Annotated[str, typer.Option("--clusters", help="auto: tasks made from one program (the same split key: a synthesized suite's mutants of one source) are resampled together (a cluster bootstrap), with the task bootstrap beside it | tasks: resample tasks.")] = "auto",
 ) -> None:
     """Candidate minus baseline for every metric with a 95% paired-bootstrap interval, plus McNemar's exact test
     for pass rate. Refuses runs of different suites; warns when a model was trained on evaluated tasks."""
@@ -171,9 +215,13 @@ def compare(
     from ..evaluate.compare import IncomparableRuns, compare_runs
     from ..evaluate.report import RunDirError, fmt, load_run, write_comparison
 
+    if clusters not in ("auto", "tasks"):
+        raise typer.BadParameter(f"--clusters must be auto or tasks, got {clusters!r}")
     try:
-        comparison = compare_runs(load_run(baseline), load_run(candidate), resamples=resamples, seed=bootstrap_seed,
-                                  allow_trained_tasks=allow_trained_tasks)
+        base_run, cand_run = load_run(baseline), load_run(candidate)
+        comparison = compare_runs(base_run, cand_run, resamples=resamples, seed=bootstrap_seed,
+                                  allow_trained_tasks=allow_trained_tasks,
+                                  clusters={**base_run["clusters"], **cand_run["clusters"]} if clusters == "auto" else None)
     except (RunDirError, IncomparableRuns) as exc:
         console.print(f"[red]error:[/red] cannot compare: {exc}")
         raise typer.Exit(2) from None

@@ -1,9 +1,10 @@
 """`repo-agent pipeline`: the whole loop in one command, offline, on the embedded model.
 
-teacher rollouts (and preference pairs) on the train split -> sft-extract -> finetune local sft
-(-> finetune local dpo) -> eval base and fine-tuned on the test split -> report compare. Every stage is the same command a user can run alone, with the same
-artefacts; the pipeline prints each command before running it, and every stage resumes, so re-running
-the pipeline after an interruption continues where it stopped.
+(suite synth of training and held-out tasks -> suite sample ->) teacher rollouts (and preference pairs)
+on the train side -> sft-extract -> finetune local sft (-> finetune local dpo) -> eval base and
+fine-tuned on the held-out suite(s) -> report compare. Every stage is the same command a user can run
+alone, with the same artefacts; the pipeline prints each command before running it, and every stage
+resumes, so re-running the pipeline after an interruption continues where it stopped.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -70,6 +71,11 @@ def pipeline(
     model: Annotated[str, typer.Option("--model", help="Student model: 'smollm2' (embedded), an HF folder or a GGUF path.")] = "smollm2",
     train_suite: Annotated[Path, typer.Option("--train-suite", help="Tasks the teacher solves (training side of the split).")] = REPO_SUITES / "bundled_train_suite.json",
     test_suite: Annotated[Path, typer.Option("--test-suite", help="Held-out tasks for evaluation (never trained on).")] = REPO_SUITES / "bundled_test_suite.json",
+    synth_from: Annotated[Optional[list[str]], typer.Option("--synth-from", help="Synthesize the tasks instead (`suite synth`): training tasks from these sources' train-side programs, held-out tasks from their test-side programs; replaces --train-suite and --test-suite. A QuixBugs-layout suite file or `humaneval`; repeatable.")] = None,
+    synth_per_program: Annotated[int, typer.Option("--synth-per-program", min=1, help="With --synth-from: training tasks per train-side program at most.")] = 2,
+    synth_heldout_per_program: Annotated[int, typer.Option("--synth-heldout-per-program", min=1, help="With --synth-from: held-out tasks per test-side program at most.")] = 2,
+    train_tasks: Annotated[int, typer.Option("--train-tasks", min=0, help="Train on this many tasks of the training suite (`suite sample`, seeded; tasks leaking a held-out program are left out first); 0: all.")] = 0,
+    also_test: Annotated[Optional[list[Path]], typer.Option("--also-test", help="Another held-out suite to evaluate base and students on, compared on its own (e.g. the bundled test side). Repeatable.", exists=True, dir_okay=False)] = None,
     teacher_provider: Annotated[str, typer.Option("--teacher-provider", help="oracle (offline, knows the reference fix), openai, together, local.")] = "oracle",
     teacher_model: Annotated[str, typer.Option("--teacher-model", help="Teacher model id (not used by the oracle).")] = "",
     teacher_base_url: Annotated[str, typer.Option("--teacher-base-url", help="OpenAI-compatible endpoint of the teacher.")] = "",
@@ -107,6 +113,15 @@ def pipeline(
         raise typer.BadParameter(f"--teacher-provider {teacher_provider} needs --teacher-model")
     out.mkdir(parents=True, exist_ok=True)
     log = StageRecord(out / "pipeline.json")
+    extra_tests = list(also_test or [])
+    if synth_from:
+        train_suite, test_suite = _synthesize(out, synth_from, synth_per_program, synth_heldout_per_program, num_workers, seed, log)
+    if train_tasks or synth_from:
+        sample = out / "synth" / f"train_{train_tasks or 'all'}_suite.json"
+        _stage("training sample without leaks", [
+            "suite", "sample", "--suite", str(train_suite), "--count", str(train_tasks), "--seed", str(seed),
+            *[arg for s in [test_suite, *extra_tests] for arg in ("--against", str(s))], "--out", str(sample)], log)
+        train_suite = sample
     teacher = ["--llm-provider", teacher_provider, "--temperature", str(teacher_temperature), "--test-policy", test_policy,
                "--toolset", toolset]
     teacher += ["--model", teacher_model] if teacher_model else []
@@ -145,27 +160,55 @@ def pipeline(
         console.print(f"[yellow]warning:[/yellow] --dpo: the teacher made no preference pairs ({pairs_file} absent), "
                       "so there is no DPO stage (more --rollouts, --branch-pairs, or a teacher temperature > 0 make pairs)")
         log.note("DPO skipped: no preference pairs")
-    iters, tokens = _eval_budgets(out, test_suite, model, eval_max_iters, eval_max_tokens, log)
+    iters, tokens = _eval_budgets(out, test_suite, model, eval_max_iters, eval_max_tokens, log, toolset)
     student = ["--llm-provider", "local", "--model", model, "--max-iters", str(iters), "--max-tokens", str(tokens),
                "--rollouts", str(eval_rollouts), "--temperature", str(eval_temperature), "--test-policy", test_policy,
                "--toolset", toolset,
                "--num-workers", str(num_workers), "--seed", str(seed)]
+    # every held-out suite gets its own runs and comparisons: "" for --test-suite, "_<name>" for each --also-test
+    held_out = {"": test_suite, **{f"_{_suite_name(s)}": s for s in extra_tests}}
     for name, folder in students.items():
-        _stage(f"eval: {name} student", ["eval", "--suite", str(test_suite), "--trace-dir", str(out / f"eval_{name}"),
-                                         *student, *(["--adapter", str(folder)] if folder else [])], log)
-    comparisons = [("base", "sft", "compare")] + ([("sft", "sft_dpo", "compare_dpo"), ("base", "sft_dpo", "compare_base_dpo")]
-                                                  if "sft_dpo" in students else [])
+        for tag, suite in held_out.items():
+            _stage(f"eval: {name} student{' on ' + tag[1:] if tag else ''}", [
+                "eval", "--suite", str(suite), "--trace-dir", str(out / f"eval_{name}{tag}"), *student,
+                *(["--adapter", str(folder)] if folder else [])], log)
+    pairs = [("base", "sft", "compare")] + ([("sft", "sft_dpo", "compare_dpo"), ("base", "sft_dpo", "compare_base_dpo")]
+                                            if "sft_dpo" in students else [])
+    comparisons = [(before + tag, after + tag, folder + tag) for tag in held_out for before, after, folder in pairs]
     for before, after, folder in comparisons:
         _stage(f"compare {before} vs {after}", ["report", "compare", str(out / f"eval_{before}"), str(out / f"eval_{after}"),
                                                 "--out", str(out / folder)], log)
     log.save(finished=True)
     total = sum(s.get("seconds") or 0 for s in log.stages)
     console.print(Rule("[bold]done"))
-    console.print(f"pipeline finished in {total / 60:.1f} min; comparisons: "
+    for _, _, folder in comparisons:
+        table = out / folder / "comparison.md"
+        if table.is_file():
+            console.print(Rule(f"[bold]{folder}"))
+            console.print(table.read_text(encoding="utf-8").split("\n## Per task")[0].rstrip(), markup=False, soft_wrap=True)
+    console.print(f"pipeline finished in {total / 60:.1f} min; reports and plots (comparison.md, metrics.png, outcomes.png): "
                   + ", ".join(str(out / folder) for _, _, folder in comparisons))
 
 
-def _eval_budgets(out: Path, test_suite: Path, model: str, iters_opt: str, tokens_opt: str, log: StageRecord) -> tuple[int, int]:
+def _suite_name(path: Path) -> str:
+    return path.stem.removesuffix("_suite")
+
+
+def _synthesize(out: Path, sources: list[str], per_program: int, heldout_per_program: int, num_workers: int, seed: int,
+                log: StageRecord) -> tuple[Path, Path]:
+    """Training tasks from the sources' train-side programs, held-out tasks from their test-side programs."""
+    froms = [arg for source in sources for arg in ("--from", source)]
+    common = ["--seed", str(seed), "--num-workers", str(min(num_workers, 2))]
+    train, held = out / "synth" / "train_suite.json", out / "synth" / "heldout_suite.json"
+    _stage("synthesized training tasks", ["suite", "synth", *froms, "--out", str(train), "--per-program", str(per_program),
+                                          *common], log)
+    _stage("synthesized held-out tasks", ["suite", "synth", *froms, "--held-out", "--out", str(held), "--per-program",
+                                          str(heldout_per_program), *common], log)
+    return train, held
+
+
+def _eval_budgets(out: Path, test_suite: Path, model: str, iters_opt: str, tokens_opt: str, log: StageRecord,
+                  toolset: str = "files") -> tuple[int, int]:
     """Resolve `auto` budgets (and check explicit ones), say how, and record them in pipeline.json."""
     from ..evaluate.budget import reply_budget, step_budget, tokenizer_counter
     from ..suites.task import SuiteError, load_suite
@@ -181,14 +224,15 @@ def _eval_budgets(out: Path, test_suite: Path, model: str, iters_opt: str, token
     except SuiteError as exc:
         raise typer.BadParameter(str(exc)) from None
     count, context = tokenizer_counter(model)
-    budget = reply_budget(suite, count, context)
+    budget = reply_budget(suite, count, context, toolset)
+    fix = "replace_in_file of a minimal fix" if toolset == "edit" else "whole-file write"
     if tokens_opt == "auto":
-        tokens, why = budget.max_tokens, (f"the largest whole-file write ({budget.largest_task}) takes {budget.needed} "
+        tokens, why = budget.max_tokens, (f"the largest {fix} ({budget.largest_task}) takes {budget.needed} "
                                           f"tokens of {model}" + (f", capped at half its context {context}" if budget.needed > budget.max_tokens else ""))
     else:
         tokens, why = _positive(tokens_opt, "--eval-max-tokens"), "given"
         if tokens < budget.needed:
-            console.print(f"[yellow]warning:[/yellow] --eval-max-tokens {tokens} cannot hold a whole-file write of "
+            console.print(f"[yellow]warning:[/yellow] --eval-max-tokens {tokens} cannot hold the {fix} of "
                           f"{budget.largest_task} ({budget.needed} tokens): a student is cut off mid-write there")
     if budget.too_large:
         console.print(f"[yellow]warning:[/yellow] {len(budget.too_large)} held-out task(s) have files too large to rewrite "

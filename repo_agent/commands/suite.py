@@ -328,6 +328,7 @@ def validate(
     minimal: Annotated[bool, typer.Option("--minimal/--no-minimal", help="Also derive each task's minimal fix (the reference's code changes only, applied to the buggy file) and prove it in sealed runs.")] = True,
     record_minimal: Annotated[bool, typer.Option("--record-minimal", help="Record each task's minimal fix in the suite file (the oracle teacher writes it); one that did not pass is recorded as a fallback to the full reference, with the reason. Derived _train/_test suites beside it are split again.")] = False,
     sandbox: O.SandboxOpt = "auto",
+    shard: O.ShardOpt = None,
 ) -> None:
     """For every task the buggy version must fail and the reference fix must pass, each run twice; exits 1 if any task is invalid.
 
@@ -350,6 +351,18 @@ def validate(
         fail(f"{suite} is a derived suite; record on its parent {loaded.derived_from.get('path')} (derived suites are never edited)")
     if record_minimal and not minimal:
         fail("--record-minimal needs --minimal")
+    if shard:
+        if record_tests or record_minimal:
+            fail("--record-tests and --record-minimal write the suite file: record on the whole suite, not a shard")
+        from ..suites.split import parse_shard, shard_suite
+
+        try:
+            loaded = shard_suite(loaded, parse_shard(shard))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if task:
+            task = [t for t in task if t in loaded.task_ids or any(x.name == t for x in loaded.tasks)]
+        console.print(f"shard {shard}: {len(loaded.tasks)} tasks")
     _check_sandbox(sandbox)
     problems = static_problems(loaded)
     if problems:
@@ -394,6 +407,7 @@ def synth(
     num_workers: Annotated[int, typer.Option("--num-workers", min=1, help="Programs processed at once (test processes are capped at the core count anyway).")] = 2,
     redo: Annotated[bool, typer.Option("--redo", help="Forget the verdicts of an earlier run of the same --out and start over.")] = False,
     sandbox: O.SandboxOpt = "auto",
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: synthesize only from the programs of shard K of N (a partition by the program's id), for N machines; join the suites with `repo-agent suite merge`.")] = None,
 ) -> None:
     """Make buggy training tasks from correct programs, each validated by a sealed test run.
 
@@ -418,6 +432,16 @@ def synth(
         fail(str(exc), 3)
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    selected, parts = len(programs), None
+    if shard:
+        from ..suites.split import parse_shard, shard_of
+
+        try:
+            parts = parse_shard(shard)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        programs = [p for p in programs if shard_of(p.key, parts[1]) == parts[0]]
+        console.print(f"shard {shard}: {len(programs)} of the {selected} programs")
     options = SynthOptions(seed=seed, per_program=per_program, operators=chosen, max_changed_lines=max_changed_lines,
                            max_tries=max_tries, keep_total_breaks=keep_total_breaks, held_out=held_out,
                            per_test_timeout=per_test_timeout, num_workers=num_workers, sandbox=sandbox)
@@ -427,10 +451,55 @@ def synth(
         job = progress.add_task("synth", total=len(programs) * min(per_program * 3, max_tries))
         try:
             synthesizer = Synthesizer(name, out, options, redo=redo, on_candidate=lambda: progress.advance(job))
-            suite, results = synthesizer.run(programs)
+            suite, results = synthesizer.run(programs, parts, selected)
         except SynthError as exc:
             fail(str(exc))
     _print_synth(results, suite, out, synthesizer.sidecar)
+
+
+@suite_app.command("sample")
+def sample(
+    suite: O.SuiteOpt,
+    out: Annotated[Path, typer.Option("--out", help="Suite file to write (the tasks' files stay where they are).", dir_okay=False)],
+    count: Annotated[int, typer.Option("--count", min=0, help="Tasks to keep; 0 keeps all (only the leaks are left out).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="The order tasks are taken in; for one seed a smaller sample is a subset of a larger one.")] = 0,
+    against: Annotated[Optional[list[Path]], typer.Option("--against", help="Leave out every task whose program matches a held-out (test-side) program of this suite, as `suite check --against` finds them. Repeatable.", exists=True, dir_okay=False)] = None,
+) -> None:
+    """A training subset: COUNT tasks of a suite in a seeded order, without the tasks that leak a held-out
+    program. Example: repo-agent suite sample --suite runs/synth/train_suite.json --count 64
+    --against runs/synth/heldout_suite.json --out runs/synth/train_64_suite.json"""
+    from ..suites.leakage import leaks
+    from ..suites.split import sample_suite
+    from ..suites.task import SuiteError, load_suite, save_suite
+
+    try:
+        loaded = load_suite(suite)
+        found = leaks(loaded, [load_suite(p) for p in against or []])
+        sampled = sample_suite(loaded, count, seed, frozenset(leak.task_id for leak in found))
+    except SuiteError as exc:
+        fail(str(exc), 2)
+    for leak in found[:5]:
+        console.print(f"left out (leak): {leak}", soft_wrap=True, markup=False)
+    if len(found) > 5:
+        console.print(f"... and {len(found) - 5} more leaks left out")
+    save_suite(sampled, out)
+    console.print(f"wrote {out}: {len(sampled.tasks)} of {len(loaded.tasks)} tasks (seed {seed}, {len(found)} leak(s) left out)")
+
+
+@suite_app.command("merge")
+def merge(
+    suites: Annotated[list[Path], typer.Argument(help="The shard suite files of one `suite synth --shard K/N` run, one per K.", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="New suite file (its task files go into a folder beside it).", dir_okay=False)],
+) -> None:
+    """Join the shards of a synthesized suite into the suite the unsharded run writes; refuses other
+    settings, a shard twice, a missing shard and shared tasks."""
+    from ..suites.synth import SynthError, merge_synth_suites
+
+    try:
+        merged = merge_synth_suites(list(suites), out)
+    except SynthError as exc:
+        fail(f"cannot merge: {exc}", 2)
+    console.print(f"merged {len(suites)} shards: {out} ({len(merged.tasks)} tasks)")
 
 
 def _print_synth(results: list, suite, out: Path, sidecar: Path) -> None:

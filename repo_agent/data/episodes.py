@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .states import StepExample, format_protocol, iter_states, tools_for
+from .rows import StepExample
+from .states import format_protocol, iter_states, tools_for
 
 
 @dataclass

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
-if TYPE_CHECKING:
-    from .pairs import PreferencePair
-    from .sft import StepExample
+from .rows import PreferencePair, StepExample
 
 FORMATS = ("json", "native", "trl")  # json/native = Together (protocol of the turns); trl = TRL shapes (json protocol)
 
@@ -30,7 +28,7 @@ def _weighted(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**m, "weight": 1 if i == last else 0} for i, m in enumerate(messages)]
 
 
-def sft_together(example: "StepExample") -> dict[str, Any]:
+def sft_together(example: StepExample) -> dict[str, Any]:
     """Together conversational row; `tools` only for the native protocol."""
     row: dict[str, Any] = {"messages": _weighted(example.messages)}
     if example.tools:
@@ -38,7 +36,7 @@ def sft_together(example: "StepExample") -> dict[str, Any]:
     return row
 
 
-def sft_trl(example: "StepExample") -> dict[str, Any]:
+def sft_trl(example: StepExample) -> dict[str, Any]:
     """TRL conversational prompt/completion: TRL then computes the loss on the completion only."""
     row: dict[str, Any] = {"prompt": example.prompt, "completion": [example.target]}
     if example.tools:
@@ -46,7 +44,7 @@ def sft_trl(example: "StepExample") -> dict[str, Any]:
     return row
 
 
-def pair_together(pair: "PreferencePair") -> dict[str, Any]:
+def pair_together(pair: PreferencePair) -> dict[str, Any]:
     """Together preference row: exactly one assistant message per side; tools nest inside `input`."""
     inp: dict[str, Any] = {"messages": pair.prompt}
     if pair.tools:
@@ -54,7 +52,7 @@ def pair_together(pair: "PreferencePair") -> dict[str, Any]:
     return {"input": inp, "preferred_output": [pair.chosen], "non_preferred_output": [pair.rejected]}
 
 
-def pair_trl(pair: "PreferencePair") -> dict[str, Any]:
+def pair_trl(pair: PreferencePair) -> dict[str, Any]:
     """TRL conversational preference row (DPOTrainer): prompt / chosen / rejected."""
     row: dict[str, Any] = {"prompt": pair.prompt, "chosen": [pair.chosen], "rejected": [pair.rejected]}
     if pair.tools:
@@ -62,7 +60,7 @@ def pair_trl(pair: "PreferencePair") -> dict[str, Any]:
     return row
 
 
-def sft_exporter(fmt: str) -> Callable[["StepExample"], dict[str, Any]]:
+def sft_exporter(fmt: str) -> Callable[[StepExample], dict[str, Any]]:
     return sft_trl if fmt == "trl" else sft_together
 
 
@@ -93,7 +91,7 @@ class SftLineEncoder:
             self._keep.append(message)
         return text
 
-    def encode(self, example: "StepExample") -> str:
+    def encode(self, example: StepExample) -> str:
         context = ",".join(self._context(m) for m in example.prompt)
         target = example.target
         if self.trl:
@@ -106,7 +104,7 @@ class SftLineEncoder:
         return line + "}"
 
 
-def pair_exporter(fmt: str) -> Callable[["PreferencePair"], dict[str, Any]]:
+def pair_exporter(fmt: str) -> Callable[[PreferencePair], dict[str, Any]]:
     return pair_trl if fmt == "trl" else pair_together
 
 

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 from .. import protocol as P
 from ..traces import read_trace
 from .export import AtomicJsonl, dumps_line, pair_exporter
+from .rows import PreferencePair
 from .sft import (HeldOutGuard, emitted_message, iter_states, read_traces, rollout_passed, rollout_untrusted, step_action,
                   step_target, tools_for)
 from .stats import DataStats
@@ -47,15 +48,6 @@ from .stats import DataStats
 SOURCES = ("divergence", "validity", "loops")
 GAP_LEVELS = ("step", "rollout", "none")  # --min-outcome-gap: the weakest outcome gap a pair may have
 STEP_GAPS = ("tests", "parse_error", "refused", "tool_error", "loop")
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    prompt: list[dict[str, Any]]
-    chosen: dict[str, Any]
-    rejected: dict[str, Any]
-    tools: list[dict[str, Any]] | None
-    meta: dict[str, Any]  # provenance and why `chosen` won; goes to the sidecar, never into the data row
 
 
 @dataclass(frozen=True)

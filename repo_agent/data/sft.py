@@ -26,9 +26,10 @@ from .. import protocol as P
 from ..traces import TraceProblem, iter_traces
 from .episodes import episode_rows, turn_provenance
 from .export import AtomicJsonl, SftLineEncoder, dumps_line
+from .rows import StepExample
 from .stats import DataStats
 # re-exported: pairs.py, views and tests read the conversation states through this module
-from .states import (StepExample, _call_id, emitted_message, format_protocol, iter_states, render_target,  # noqa: F401
+from .states import (_call_id, emitted_message, format_protocol, iter_states, render_target,  # noqa: F401
                      step_action, step_target, tools_for, trace_protocol, trace_toolset)
 
 TokenCounter = Callable[[list[dict[str, Any]], "list[dict[str, Any]] | None"], int]

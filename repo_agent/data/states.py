@@ -11,35 +11,11 @@ their raw text.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from .. import protocol as P
 from ..toolsets import ToolSet, toolset_named
 from .check import is_valid_action
-
-
-@dataclass(frozen=True)
-class StepExample:
-    """One training example: `messages[target_index]` is the action to learn, everything before is context."""
-
-    messages: list[dict[str, Any]]
-    target_index: int
-    tools: list[dict[str, Any]] | None
-    task_id: str
-    rollout_id: str
-    step_index: int
-    trace_path: str
-    tool_name: str  # the target's tool, or "final"
-    decoding: dict[str, Any] | None = None  # the trace's decoding label (early stop, constraint), if recorded
-
-    @property
-    def prompt(self) -> list[dict[str, Any]]:
-        return self.messages[: self.target_index]
-
-    @property
-    def target(self) -> dict[str, Any]:
-        return self.messages[self.target_index]
 
 
 def trace_toolset(trace: dict[str, Any]) -> ToolSet:

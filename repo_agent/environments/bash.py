@@ -6,17 +6,28 @@ created) are undone at once and reported to the model, exactly like a refused `w
 verdict would ignore them anyway. Commands run with no network, the real home folders and the suite
 (which holds the reference fixes) hidden, memory and file-size limits, a pids cgroup as root, and a
 timeout; their output is capped.
+
+With bubblewrap the sandbox is made once per episode: a small command server (_child/bash_server.py)
+runs inside it and starts each command's fresh shell, so a command costs a fork and a pipe round trip
+instead of a sandbox, a cgroup and a process set-up. Each command keeps its own timeout, output cap and
+kill of everything it started (the server kills every process it left in the sandbox's pid namespace).
+A server that dies or stops answering ends that command with a tool error, and the next command gets a
+fresh server. Without a sandbox (`--sandbox none`) each command runs on its own, as before.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..protocol import ToolCall
 from ..sandbox import SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox
@@ -35,10 +46,67 @@ GIT_ENV = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_C
            "GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_NOSYSTEM": "1"}
 READ_LIMIT_BYTES = 4 * 1024**2  # a command printing more than this is killed: its output is capped anyway
 _LAUNCH = 'ulimit -v {mem_kb} 2>/dev/null; ulimit -f {file_blocks} 2>/dev/null; eval "$REPO_AGENT_COMMAND"'
+SERVER = Path(__file__).resolve().parents[1] / "_child" / "bash_server.py"
+SERVER_GRACE_S = 10  # beyond a command's own timeout, before its server counts as hung
+
+
+class _Server:
+    """One episode's command server: the sandboxed process and its pids cgroup."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], root: Path):
+        self.cgroup = new_pids_cgroup()
+        if self.cgroup is not None:
+            argv = self.cgroup.wrap(argv)
+        self.proc = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.buffer = b""
+        ready = self.receive(30)
+        if ready is None or "ready" not in ready:
+            self.close()
+            raise OSError("the command server did not start")
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next reply, or None when the server died or stayed silent past `timeout`."""
+        assert self.proc.stdout is not None
+        fd, deadline = self.proc.stdout.fileno(), time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            block = os.read(fd, 1 << 20)
+            if not block:
+                return None
+            self.buffer += block
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def ask(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        return self.receive(request["timeout"] + SERVER_GRACE_S)
+
+    def close(self) -> None:
+        _kill(self.proc.pid)
+        self.proc.wait()
+        if self.cgroup is not None:
+            self.cgroup.close()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, AttributeError):
+                pass
 
 
 @dataclass
 class BashEnvironment(WorkspaceEnvironment):
+    _server: _Server | None = field(default=None, repr=False)
     @classmethod
     def open(cls, suite: Suite, task: TaskSpec, toolset: ToolSet, sandbox: str) -> "BashEnvironment":
         box = resolve_sandbox(sandbox)
@@ -67,10 +135,31 @@ class BashEnvironment(WorkspaceEnvironment):
         return ToolOutcome(not killed, text, refused=refused, refused_paths=tuple(p for p, _ in undone),
                            changed=tuple(p for p in changed if p not in {u for u, _ in undone}))
 
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        super().close()
+
     def _run(self, command: str) -> tuple[str, int | None, str | None]:
         """(output, exit code, why it was killed or None)."""
-        root = self.workspace.root
+        if not self.sandbox.isolated:
+            return self._run_alone(command)
         launch = _LAUNCH.format(mem_kb=MEMORY_LIMIT_BYTES // 1024, file_blocks=OUTPUT_LIMIT_BYTES // 1024)
+        if self._server is None:
+            env, argv = self._command_env(""), self._argv([sys.executable, "-I", str(SERVER)])
+            self._server = _Server(argv, env, self.workspace.root)
+        reply = self._server.ask({"command": command, "timeout": BASH_TIMEOUT_S, "output_limit": READ_LIMIT_BYTES,
+                                  "launch": launch})
+        if reply is None:
+            self._server.close()
+            self._server = None
+            return "", None, "[killed: the command's shell server died or stopped answering; the next command gets a fresh one]"
+        killed = {None: None, "timeout": f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]",
+                  "output": f"[killed: the command printed more than {READ_LIMIT_BYTES // 1024**2} MB]"}[reply["killed"]]
+        return reply["output"], reply["exit"], killed
+
+    def _command_env(self, command: str) -> dict[str, str]:
         # The task's test interpreter first on PATH (a SWE-bench task's venv has the repository's
         # dependencies), so `python -m pytest` in a command runs like the driver's test runs.
         python = self.workspace.task.test.python or sys.executable
@@ -80,8 +169,18 @@ class BashEnvironment(WorkspaceEnvironment):
                             **GIT_ENV})
         if self.sandbox.isolated:
             env["HOME"] = "/tmp/home"
-        argv = self.sandbox.wrap(["bash", "-c", launch], workdir=root, hide=hidden_folders(self.workspace.suite),
-                                 visible=[*interpreter_folders(python), *interpreter_folders(sys.executable)])
+        return env
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        python = self.workspace.task.test.python or sys.executable
+        return self.sandbox.wrap(argv, workdir=self.workspace.root, hide=hidden_folders(self.workspace.suite),
+                                 visible=[*interpreter_folders(python), *interpreter_folders(sys.executable), SERVER.parent])
+
+    def _run_alone(self, command: str) -> tuple[str, int | None, str | None]:
+        """One command in a process tree of its own (no sandbox to keep a server in)."""
+        root = self.workspace.root
+        launch = _LAUNCH.format(mem_kb=MEMORY_LIMIT_BYTES // 1024, file_blocks=OUTPUT_LIMIT_BYTES // 1024)
+        env, argv = self._command_env(command), self._argv(["bash", "-c", launch])
         cgroup = new_pids_cgroup()
         if cgroup is not None:
             argv = cgroup.wrap(argv)

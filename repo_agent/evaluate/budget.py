@@ -1,8 +1,10 @@
 """Evaluation budgets sized from the suite, so a student is never cut off by the harness.
 
-A fine-tuned student rewrites a whole file in one `write_file` reply: the reply budget must hold the
-largest target file of the evaluated tasks, JSON-escaped inside the action envelope, in the student's
-own tokens. The step budget comes from what the teacher needed on the training tasks.
+With the `files` tool set a fine-tuned student rewrites a whole file in one `write_file` reply: the
+reply budget must hold the largest target file of the evaluated tasks, JSON-escaped inside the action
+envelope, in the student's own tokens. With `edit` it fixes with one `replace_in_file` of the changed
+lines, as its teacher did: the budget must hold the largest such reply for a task's minimal fix. The
+step budget comes from what the teacher needed on the training tasks.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class TokenBudget:
     too_large: list[str]  # tasks whose write cannot fit in the model's context
 
 
-def write_action_tokens(suite: Suite, count: Callable[[str], int]) -> dict[str, int]:
-    """Per task: tokens of the largest whole-file write_file action it could need (buggy or fixed text)."""
+def write_action_tokens(suite: Suite, count: Callable[[str], int], toolset: str = "files") -> dict[str, int]:
+    """Per task: tokens of the largest fixing action it could need: a whole-file write_file (buggy or
+    fixed text), or with `edit` the replace_in_file of its minimal fix (whole-file where none applies)."""
+    if toolset == "edit":
+        return {task.task_id: _replace_tokens(suite, task, count) for task in suite.tasks}
     sizes: dict[str, int] = {}
     for task in suite.tasks:
         base = suite.root / task.base
@@ -44,8 +49,20 @@ def write_action_tokens(suite: Suite, count: Callable[[str], int]) -> dict[str, 
     return sizes
 
 
-def reply_budget(suite: Suite, count: Callable[[str], int], context: int | None) -> TokenBudget:
-    sizes = write_action_tokens(suite, count)
+def _replace_tokens(suite: Suite, task: Any, count: Callable[[str], int]) -> int:
+    from ..teacher.speech import replacement
+
+    buggy, fixed = suite.buggy_text(task), suite.teacher_fix(task)[0]
+    sizes = []
+    for path, text in fixed.items():
+        edit = replacement(buggy.get(path, ""), text)
+        args = {"rel_path": path, "old": edit[0], "new": edit[1]} if edit else {"rel_path": path, "content": text}
+        sizes.append(count(render_action(ToolCall("replace_in_file" if edit else "write_file", args))))
+    return max(sizes, default=0)
+
+
+def reply_budget(suite: Suite, count: Callable[[str], int], context: int | None, toolset: str = "files") -> TokenBudget:
+    sizes = write_action_tokens(suite, count, toolset)
     largest = max(sizes, key=sizes.get) if sizes else None
     needed = (sizes[largest] if largest else 0) + MARGIN_TOKENS
     limit = needed if not context else min(needed, context // 2)  # the conversation needs the other half

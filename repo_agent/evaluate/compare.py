@@ -10,6 +10,11 @@
   (pass rate > 0.5; a tie counts as a fail).
 - With T tasks, the smallest possible two-sided p is 2 * 0.5**T, so below 6 tasks no result can be
   significant at 0.05; the verdict says so instead of printing a meaningless p.
+- Tasks made from one program (`suite synth`: every mutant of a source shares its split key) are not
+  independent: resampling tasks overstates certainty. With `clusters` (task id -> cluster, e.g. its
+  split key) the interval is a cluster bootstrap: each resample draws clusters with replacement and keeps
+  all their tasks (a ratio of sums, so it is the paired bootstrap over per-cluster sums); the
+  task-bootstrap interval and McNemar's test on tasks are reported beside it, labelled as such.
 """
 
 from __future__ import annotations
@@ -81,6 +86,28 @@ def resample_indices(num_tasks: int, resamples: int = BOOTSTRAP_RESAMPLES, seed:
     return np.random.default_rng(seed).integers(0, num_tasks, size=(resamples, num_tasks))
 
 
+def cluster_sums(num: Any, den: Any, cluster_of_task: list[str]) -> tuple[Any, Any, list[str]]:
+    """Per-cluster sums of a metric's numerator and denominator (clusters in sorted order)."""
+    import numpy as np
+
+    names = sorted(set(cluster_of_task))
+    position = {name: i for i, name in enumerate(names)}
+    index = np.array([position[c] for c in cluster_of_task])
+    nums, dens = np.zeros(len(names)), np.zeros(len(names))
+    np.add.at(nums, index, num)
+    np.add.at(dens, index, den)
+    return nums, dens, names
+
+
+def cluster_bootstrap(base_num: Any, base_den: Any, cand_num: Any, cand_den: Any, cluster_of_task: list[str],
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float | None, float | None]:
+    """Percentile interval of ratio(candidate) - ratio(baseline), resampling clusters (all tasks of a drawn
+    cluster together, the same clusters for both runs)."""
+    b_num, b_den, names = cluster_sums(base_num, base_den, cluster_of_task)
+    c_num, c_den, _ = cluster_sums(cand_num, cand_den, cluster_of_task)
+    return paired_bootstrap(b_num, b_den, c_num, c_den, resample_indices(len(names), resamples, seed))
+
+
 def _columns(totals: list[TaskTotals], metric: str) -> tuple[Any, Any]:
     import numpy as np
 
@@ -150,9 +177,11 @@ def verdict_text(test: McNemar, low: float | None, high: float | None) -> str:
 
 
 def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED, allow_trained_tasks: bool = False) -> dict[str, Any]:
+                 seed: int = BOOTSTRAP_SEED, allow_trained_tasks: bool = False,
+                 clusters: dict[str, str] | None = None) -> dict[str, Any]:
     """`baseline`/`candidate`: run descriptions with "totals" (task_id -> TaskTotals). Raises IncomparableRuns,
-    also when a model was trained on evaluated tasks (unless `allow_trained_tasks`)."""
+    also when a model was trained on evaluated tasks (unless `allow_trained_tasks`). `clusters` (task id ->
+    cluster) makes the intervals a cluster bootstrap (see the module docstring)."""
     check_comparable(baseline, candidate)
     if not allow_trained_tasks:
         for role, run in (("baseline", baseline), ("candidate", candidate)):
@@ -168,6 +197,8 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
     base = [baseline["totals"][t] for t in task_ids]
     cand = [candidate["totals"][t] for t in task_ids]
     indices = resample_indices(len(task_ids), resamples, seed)
+    cluster_of = [clusters.get(t, t) for t in task_ids] if clusters else None
+    clustered = cluster_of is not None and len(set(cluster_of)) < len(task_ids)
     k_max = min(t.runs for t in base + cand)
     metric_names = list(RATIO_METRICS) + [f"pass@{k}" for k in range(2, k_max + 1)]
     metrics: dict[str, Any] = {}
@@ -176,12 +207,17 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
         cand_num, cand_den = _columns(cand, name)
         b_value, c_value = _value(base_num, base_den), _value(cand_num, cand_den)
         low, high = paired_bootstrap(base_num, base_den, cand_num, cand_den, indices)
+        task_interval = {}
+        if clustered:
+            task_interval = {"task_ci_low": low, "task_ci_high": high}
+            low, high = cluster_bootstrap(base_num, base_den, cand_num, cand_den, cluster_of, resamples, seed)
         metrics[name] = {
             "baseline": b_value, "candidate": c_value,
             "difference": None if b_value is None or c_value is None else c_value - b_value,
             "ci_low": low, "ci_high": high,
             "ci_excludes_zero": low is not None and (low > 0 or high < 0),
             "lower_is_better": name in LOWER_IS_BETTER,
+            **task_interval,
         }
     test = mcnemar_exact([majority_pass(t) for t in base], [majority_pass(t) for t in cand])
     pass_ci = metrics["pass_rate"]
@@ -204,7 +240,10 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
         "baseline": {k: baseline.get(k) for k in ("path", "label", "decoding", "toolset")},
         "candidate": {k: candidate.get(k) for k in ("path", "label", "decoding", "toolset")},
         "method": {
-            "interval": f"paired bootstrap over tasks, percentile {CONFIDENCE:.0%} interval",
+            "interval": (f"cluster bootstrap over {len(set(cluster_of))} clusters (tasks made from one program resampled "
+                         f"together), percentile {CONFIDENCE:.0%} interval; task-bootstrap interval beside it"
+                         if clustered else f"paired bootstrap over tasks, percentile {CONFIDENCE:.0%} interval"),
+            "clusters": len(set(cluster_of)) if clustered else None,
             "resamples": resamples, "seed": seed,
             "pass_test": "McNemar exact binomial test on discordant tasks (two-sided); "
                          "task outcome = strict majority of its rollouts",

@@ -49,6 +49,8 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     decoding = run_decoding(traces)
     return {
         "path": str(run_dir),
+        # tasks made from one program (a synthesized suite's split key) form one cluster of the bootstrap
+        "clusters": {t["task_id"]: str(t.get("split_key") or t["task_id"]) for t in traces},
         "label": run_label(provider.get("provider", first.get("provider", "?")), provider.get("model", first.get("model", "?")),
                            decoding),
         "decoding": decoding,
@@ -209,17 +211,23 @@ def render_comparison_markdown(comparison: dict[str, Any], plots: list[str]) -> 
     out.append(f"Pass-rate test: {m['candidate_only']} task(s) pass only with the candidate, {m['baseline_only']} only with "
                f"the baseline; McNemar exact p = {m['p_value']:.4g} (smallest p possible with {c['tasks']} tasks: "
                f"{m['smallest_possible_p']:.3g}).")
+    clustered = bool(c["method"].get("clusters"))
     out += ["", "## Metrics", "",
-            f"Difference = candidate - baseline; 95% interval from a paired bootstrap over tasks "
+            f"Difference = candidate - baseline; 95% interval from a {c['method']['interval']} "
             f"({c['method']['resamples']:,} resamples, seed {c['method']['seed']}). "
-            "An interval that contains 0 means no detectable difference.", ""]
+            + ("McNemar's test above counts tasks, which overstates certainty when tasks share a program. " if clustered else "")
+            + "An interval that contains 0 means no detectable difference.", ""]
     rows = []
     for name, v in c["metrics"].items():
         interval = "-" if v["ci_low"] is None else f"[{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"
         diff = "-" if v["difference"] is None else f"{v['difference']:+.3f}"
         direction = "lower is better" if v["lower_is_better"] else "higher is better"
-        rows.append([name, v["baseline"], v["candidate"], diff, interval, "yes" if v["ci_excludes_zero"] else "no", direction])
-    out.append(_table(["metric", "baseline", "candidate", "difference", "95% CI", "CI excludes 0", ""], rows))
+        row = [name, v["baseline"], v["candidate"], diff, interval, "yes" if v["ci_excludes_zero"] else "no"]
+        if clustered:
+            row.append("-" if v.get("task_ci_low") is None else f"[{v['task_ci_low']:+.3f}, {v['task_ci_high']:+.3f}]")
+        rows.append(row + [direction])
+    header = ["metric", "baseline", "candidate", "difference", "95% CI (clusters)" if clustered else "95% CI", "CI excludes 0"]
+    out.append(_table(header + (["95% CI (tasks)"] if clustered else []) + [""], rows))
     out += ["", "## Per task", ""]
     out.append(_table(["task", "baseline pass rate", "candidate pass rate", "changed"],
                       [[t["task_id"], t["baseline_pass_rate"], t["candidate_pass_rate"],

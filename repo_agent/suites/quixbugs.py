@@ -12,14 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+from .rules import QUIXBUGS_EDITABLE, QUIXBUGS_PROTECTED
 from .task import Suite, TaskSpec, TestSpec
 
 NOT_TASKS = {"node"}
 TESTCASE_HELPERS = ("load_testdata.py", "node.py")
-# The model may change programs only; tests, their helpers and data, and the root conftest are protected.
-QUIXBUGS_EDITABLE = ("python_programs/",)
-QUIXBUGS_PROTECTED = ("python_testcases/", "json_testcases/", "conftest.py")
-
 
 QUIXBUGS_URL = "https://github.com/jkoppel/QuixBugs"
 QUIXBUGS_COMMIT = "4257f44"  # HEAD of 2022-08-29, the snapshot SUITES.md describes

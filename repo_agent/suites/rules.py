@@ -36,6 +36,12 @@ DEFAULT_PROTECTED: tuple[str, ...] = (
 )
 DEFAULT_EDITABLE: tuple[str, ...] = ("*",)
 
+# The QuixBugs layout (QuixBugs itself, the bundled suite, synthesized tasks): only the programs are
+# editable; the tests, their JSON data and the root conftest are not. Suite files written before tasks
+# recorded their own patterns get these by kind.
+QUIXBUGS_EDITABLE: tuple[str, ...] = ("python_programs/",)
+QUIXBUGS_PROTECTED: tuple[str, ...] = ("python_testcases/", "json_testcases/", "conftest.py")
+
 REFUSED_PROTECTED = "protected"
 REFUSED_NEW_FILE = "new_file"
 PROTECTED_MESSAGE = "tests and test configuration are read-only in this task"

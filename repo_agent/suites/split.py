@@ -170,3 +170,46 @@ def check_overlap(paths: list[Path]) -> list[str]:
                 problems.append(f"task {task_id} is in both {owners[key].name} and {path.name}")
             owners.setdefault(key, path)
     return problems
+
+
+# --- shards: the same kind of partition, for running one suite on many machines -----------------------
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" -> (K, N), 1 <= K <= N; raises ValueError with what is wrong."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"a shard is K/N, e.g. 2/8; got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {text}: K must be between 1 and N")
+    return index, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """The 1-based shard of a task id (or a program's key): md5, so it depends on nothing else."""
+    return int(hashlib.md5(key.encode("utf-8")).hexdigest(), 16) % count + 1
+
+
+def shard_suite(suite: Suite, shard: tuple[int, int]) -> Suite:
+    """The tasks of `suite` in shard K of N (every rollout of a task stays in its task's shard)."""
+    index, count = shard
+    return replace(suite, tasks=tuple(t for t in suite.tasks if shard_of(t.task_id, count) == index))
+
+
+def sample_suite(suite: Suite, count: int, seed: int, leave_out: frozenset[str] = frozenset()) -> Suite:
+    """`count` tasks of `suite` (0: all) in a seeded order of their ids, without the `leave_out` ids.
+
+    The order depends only on the ids and the seed, so for one seed a smaller sample is a subset of a
+    larger one (a learning curve's points are nested). Raises SuiteError when too few tasks remain."""
+    import random
+
+    order = sorted(t.task_id for t in suite.tasks if t.task_id not in leave_out)
+    random.Random(seed).shuffle(order)
+    if count > len(order):
+        raise SuiteError(f"{suite.suite_id}: {count} tasks asked for, {len(order)} available"
+                         + (f" ({len(leave_out)} left out)" if leave_out else ""))
+    chosen = set(order[:count] if count else order)
+    return replace(suite, tasks=tuple(t for t in suite.tasks if t.task_id in chosen),
+                   source={**suite.source, "sample": {"count": len(chosen), "seed": seed, "of": len(suite.tasks),
+                                                      "left_out": sorted(leave_out & {t.task_id for t in suite.tasks})}})

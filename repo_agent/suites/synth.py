@@ -295,17 +295,20 @@ class Synthesizer:
 
     # --- the run -----------------------------------------------------------------------------------
 
-    def run(self, sources: list[SourceProgram]) -> tuple[Suite, list[SourceResult]]:
+    def run(self, sources: list[SourceProgram], shard: tuple[int, int] | None = None,
+            programs: int | None = None) -> tuple[Suite, list[SourceResult]]:
+        """Synthesize from `sources` (with `shard`: those of shard K/N of the `programs` selected)."""
         started = time.monotonic()
         try:
             with ThreadPoolExecutor(max_workers=max(1, self.options.num_workers)) as pool:
                 results = list(pool.map(self.process, sources))
         finally:
             self.log.close()
-        tasks = tuple(t for r in results for t in r.kept)
+        tasks = tuple(sorted((t for r in results for t in r.kept), key=lambda t: t.task_id))
         suite = replace(self._suite(tasks), source={
-            "kind": SYNTH_KIND, "from": sorted({s.origin for s in sources}), "programs": len(sources),
-            "held_out": self.options.held_out, **self.options.settings()})
+            "kind": SYNTH_KIND, "from": sorted({s.origin for s in sources}), "programs": programs or len(sources),
+            "held_out": self.options.held_out, **self.options.settings(),
+            **({"shard": {"index": shard[0], "count": shard[1]}} if shard else {})})
         save_suite(suite, self.out)
         atomic_write_json(self.sidecar, measurements(results, time.monotonic() - started, self.options))
         return suite, results
@@ -335,6 +338,14 @@ def select_sources(specs: list[str], held_out: bool) -> tuple[list[SourceProgram
     return list(chosen.values()), notes
 
 
+def _no_task_reason(result: SourceResult) -> str:
+    """Why a program that was tried made no task: what its candidates were dropped for."""
+    if not result.dropped:
+        return "no mutation operator applies to it"
+    reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(result.dropped.items(), key=lambda kv: -kv[1]))
+    return f"every candidate was dropped ({reasons})"
+
+
 def measurements(results: list[SourceResult], wall_s: float, options: SynthOptions) -> dict[str, Any]:
     """The sidecar: yields per operator and per source, and the times (which differ between machines)."""
     operators: dict[str, dict[str, Any]] = {}
@@ -352,7 +363,8 @@ def measurements(results: list[SourceResult], wall_s: float, options: SynthOptio
         dropped.update(r.dropped)
     return {
         "settings": options.settings(), "num_workers": options.num_workers, "wall_time_s": round(wall_s, 1),
-        "programs": len(results), "programs_without_tasks": {r.source.key: r.problem for r in results if r.problem},
+        "programs": len(results),
+        "programs_without_tasks": {r.source.key: r.problem or _no_task_reason(r) for r in results if r.problem or not r.kept},
         "valid_tasks": valid, "seconds_per_valid_task": round(wall_s / valid, 3) if valid else None,
         "candidates_tried": sum(sum(r.tried.values()) for r in results), "dropped": dict(dropped),
         "per_operator": {k: {"tried": v["tried"], "kept": v["kept"], "yield": round(v["kept"] / v["tried"], 3) if v["tried"] else None,
@@ -374,3 +386,50 @@ def _per_origin(results: list[SourceResult]) -> dict[str, dict[str, Any]]:
     for entry in out.values():
         entry["yield"] = round(entry["kept"] / entry["tried"], 3) if entry["tried"] else None
     return out
+
+
+def merge_synth_suites(paths: list[Path], out: Path) -> Suite:
+    """The shards of one `suite synth --shard K/N` run joined into the suite the unsharded run writes:
+    refuses other settings, a shard twice, a missing shard and shared tasks."""
+    from .task import SuiteError, load_suite
+
+    suites = [load_suite(p) for p in paths]
+    if not suites:
+        raise SynthError("no suite files given")
+    first = suites[0]
+    info = first.source.get("shard")
+    if first.kind != SYNTH_KIND or not info:
+        raise SynthError(f"{paths[0]} is not a shard of `suite synth` (its source records no --shard)")
+    settings = {k: v for k, v in first.source.items() if k != "shard"}
+    seen: dict[int, Path] = {}
+    owner: dict[str, Path] = {}
+    for path, suite in zip(paths, suites):
+        shard = suite.source.get("shard")
+        if suite.kind != SYNTH_KIND or not shard:
+            raise SynthError(f"{path} is not a shard of `suite synth`")
+        if shard["count"] != info["count"] or {k: v for k, v in suite.source.items() if k != "shard"} != settings \
+                or suite.suite_id != first.suite_id:
+            raise SynthError(f"{path} was made with other settings or another split than {paths[0]}")
+        if shard["index"] in seen:
+            raise SynthError(f"shard {shard['index']}/{shard['count']} is given twice ({seen[shard['index']]} and {path})")
+        seen[shard["index"]] = path
+        for task_id in suite.task_ids:
+            if task_id in owner:
+                raise SynthError(f"task {task_id} is in two shards ({owner[task_id]} and {path})")
+            owner[task_id] = path
+    missing = sorted(set(range(1, info["count"] + 1)) - set(seen))
+    if missing:
+        raise SynthError("missing shard(s) " + ", ".join(f"{m}/{info['count']}" for m in missing))
+    out = Path(out)
+    root = out.with_name(out.stem + ".files")
+    if out.exists() or root.exists():
+        raise SynthError(f"{out} (or {root}) exists: merge into a new suite file")
+    for suite in suites:
+        shutil.copytree(suite.root, root, dirs_exist_ok=True)
+    tasks = tuple(sorted((t for s in suites for t in s.tasks), key=lambda t: t.task_id))
+    merged = replace(first, tasks=tasks, root=root.resolve(), path=None, source=settings)
+    try:
+        save_suite(merged, out)
+    except SuiteError as exc:  # pragma: no cover - save_suite only fails on I/O
+        raise SynthError(str(exc)) from None
+    return merged

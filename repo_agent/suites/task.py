@@ -20,7 +20,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from . import minimal
 from .minimal import MinimalFix
-from .rules import DEFAULT_EDITABLE, WriteRules
+from .rules import DEFAULT_EDITABLE, QUIXBUGS_PROTECTED, WriteRules
 
 SUITE_SCHEMA = "repo-agent/suite"
 SUITE_SCHEMA_VERSION = 2  # 2: per-task editable/protected/new_files rules and expected_tests
@@ -275,8 +275,6 @@ def load_suite(path: str | Path) -> Suite:
 def kind_default_protected(kind: str) -> tuple[str, ...]:
     """The builder's protected patterns for suite files written before tasks recorded their own."""
     if kind == "quixbugs":
-        from .quixbugs import QUIXBUGS_PROTECTED
-
         return QUIXBUGS_PROTECTED
     return ()
 
