@@ -47,3 +47,25 @@ def test_compare_runs_reports_both_intervals_when_tasks_share_programs():
     assert metric["task_ci_low"] > 0 and metric["ci_low"] == 0.0  # tasks overstate certainty; clusters do not
     plain = compare_runs({**run, "totals": base_totals}, {**run, "totals": cand_totals}, resamples=2000)
     assert plain["method"]["clusters"] is None and "task_ci_low" not in plain["metrics"]["pass_rate"]
+
+
+def test_one_cluster_is_not_resampled_as_a_point_and_is_warned_about():
+    """Every task from one program (or split keys lost on the way): a cluster bootstrap would give point
+    intervals, which look certain; the comparison resamples tasks instead and says why."""
+    ids = [f"t{i}" for i in range(12)]
+    run = {"suite_id": "s", "task_ids": ids, "path": "x", "label": "x"}
+    base = {**run, "totals": {t: totals(t, False) for t in ids}}
+    cand = {**run, "totals": {t: totals(t, i < 6) for i, t in enumerate(ids)}}
+    result = compare_runs(base, cand, resamples=2000, clusters={t: "one" for t in ids})
+    metric = result["metrics"]["pass_rate"]
+    assert result["method"]["clusters"] is None and metric["ci_low"] < metric["ci_high"]
+    assert any("come from one program" in w for w in result["warnings"])
+
+
+def test_traces_keep_the_split_key_that_clusters_read():
+    """`split_key` ends in "key" but names a source program, not a secret: redacting it merged every
+    synthesized task into one cluster."""
+    from repo_agent.secrets import is_secret_name, redact
+
+    assert redact({"split_key": "humaneval/12", "api_key": "abc"}) == {"split_key": "humaneval/12", "api_key": "[redacted]"}
+    assert is_secret_name("OPENAI_KEY") and not is_secret_name("split_key")

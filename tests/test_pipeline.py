@@ -165,5 +165,13 @@ def test_a_synthesized_pipeline_trains_on_a_leak_free_sample_and_reports_every_h
         report = json.loads((out / f"eval_sft{tag}" / "report.json").read_text())
         assert report["finished_rollouts"] == len(suite.tasks)
         assert (out / f"compare{tag}" / "comparison.json").is_file()
+    traced = {}
+    for path in (out / "eval_sft" / "traces").glob("*.json"):
+        trace = json.loads(path.read_text())
+        traced[trace["task_id"]] = trace.get("split_key")
+    assert traced == {t.task_id: t.split_key for t in held.tasks}  # the source program, read back by compare
+    programs = len({t.split_key for t in held.tasks})
+    method = json.loads((out / "compare" / "comparison.json").read_text())["method"]
+    assert method["clusters"] == (programs if 2 <= programs < len(held.tasks) else None)
     said = " ".join(result.output.split())
     assert "Difference = candidate - baseline" in said and str(out / "compare_mini_test") in said

@@ -198,7 +198,8 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
     cand = [candidate["totals"][t] for t in task_ids]
     indices = resample_indices(len(task_ids), resamples, seed)
     cluster_of = [clusters.get(t, t) for t in task_ids] if clusters else None
-    clustered = cluster_of is not None and len(set(cluster_of)) < len(task_ids)
+    # one cluster cannot be resampled (every interval would be a point): tasks are resampled, with a warning
+    clustered = cluster_of is not None and 2 <= len(set(cluster_of)) < len(task_ids)
     k_max = min(t.runs for t in base + cand)
     metric_names = list(RATIO_METRICS) + [f"pass@{k}" for k in range(2, k_max + 1)]
     metrics: dict[str, Any] = {}
@@ -222,6 +223,9 @@ def compare_runs(baseline: dict[str, Any], candidate: dict[str, Any], *, resampl
     test = mcnemar_exact([majority_pass(t) for t in base], [majority_pass(t) for t in cand])
     pass_ci = metrics["pass_rate"]
     warnings = []
+    if cluster_of is not None and len(set(cluster_of)) == 1 and len(task_ids) > 1:
+        warnings.append(f"all {len(task_ids)} tasks come from one program ({cluster_of[0]}): the intervals resample tasks "
+                        "and overstate certainty; compare on tasks from several programs")
     for role, run in (("candidate", candidate), ("baseline", baseline)):
         overlap = training_overlap(run)
         if overlap:
