@@ -21,6 +21,11 @@ work; re-running the script continues where it stopped), every stage recorded in
 
     .venv/bin/python benchmarks/learning_curve.py --work runs/learning_curve --points 0,32,128,512 \\
         --quixbugs ../shared/data/QuixBugs
+
+The committed report (docs/results/learning_curve/) came from
+    --points 0,32,128 --no-dpo --grpo-steps 0 --num-workers 8 --max-iters 5 --epochs 1 --grad-accum 2
+with the same --quixbugs (report.json's settings list every value); `--report-only` with the same flags
+rewrites the report from WORK without running anything.
 Run it alone: two torch processes on 2 cores slow each other tenfold.
 """
 
@@ -49,6 +54,7 @@ from repo_agent.suites.split import sample_suite  # noqa: E402
 from repo_agent.suites.task import SuiteError, load_suite, save_suite, with_tasks  # noqa: E402
 
 SUITES = REPO / "eval" / "suites"
+EDIT_TOOLS = ("replace_in_file", "write_file")  # what "tries an edit" counts, successful or not
 
 
 class Stages:
@@ -107,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="", help="where the run was made, for the report (e.g. the machine)")
+    parser.add_argument("--notes", default="", help="anything a reader must know about the run (interruptions, load)")
     return parser.parse_args(argv)
 
 
@@ -266,6 +273,7 @@ def run_summary(run: Path, suite_path: Path) -> dict[str, Any]:
         touched = changed_lines(diff, task.target_files[0])
         per_task[task.task_id] = {
             "passed": bool((trace.get("metrics") or {}).get("passed")),
+            "tried_edit": any((step.get("action") or {}).get("name") in EDIT_TOOLS for step in trace.get("steps") or []),
             "edited": touched is not None,
             "edited_bug": bool(touched and touched & bug_lines(task, suite)),
             "cluster": task.split_key or task.task_id,
@@ -275,6 +283,7 @@ def run_summary(run: Path, suite_path: Path) -> dict[str, Any]:
     return {
         "tasks": len(per_task), "programs": len({v["cluster"] for v in per_task.values()}),
         "pass_rate": overall["pass_rate"], "parse_error_rate": overall["parse_error_rate"],
+        "tried_edit": sum(v["tried_edit"] for v in per_task.values()) / count,
         "edited_buggy_file": sum(v["edited"] for v in per_task.values()) / count,
         "edited_at_bug": sum(v["edited_bug"] for v in per_task.values()) / count,
         "loops_per_run": overall["loop_detections_per_run"], "steps_per_run": overall["avg_steps"],
@@ -338,6 +347,7 @@ def write_report(args: argparse.Namespace, suites: dict[str, Path], models: dict
             entry["sets"][name] = {k: v for k, v in summary.items() if k not in ("per_task", "loaded")}
             entry["sets"][name]["pass_rate_ci"] = interval(summary["per_task"], "passed", clustered)
             entry["sets"][name]["edited_at_bug_ci"] = interval(summary["per_task"], "edited_bug", clustered)
+            entry["sets"][name]["tried_edit_ci"] = interval(summary["per_task"], "tried_edit", clustered)
             if label != "base":
                 clusters = {t: v["cluster"] for t, v in summary["per_task"].items()} if clustered else None
                 comparison = compare_runs(base[name]["loaded"], summary["loaded"], resamples=4000, clusters=clusters)
@@ -364,8 +374,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     sft = [(label, m) for label, m in report["models"].items() if m["kind"] in ("base", "sft")]
     sft.sort(key=lambda item: item[1]["training_tasks"])
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axis, key, title in ((axes[0], "pass_rate", "pass rate"), (axes[1], "edited_at_bug", "edit touches the bug's line(s)")):
+    figure, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    panels = ((axes[0], "pass_rate", "pass rate"), (axes[1], "edited_at_bug", "edit touches the bug's line(s)"),
+              (axes[2], "tried_edit", "tries an edit (applied or not)"))
+    for axis, key, title in panels:
         for name in report["sets"]:
             xs = [m["training_tasks"] for _, m in sft]
             ys = [m["sets"][name][key] for _, m in sft]
@@ -373,7 +385,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.errorbar([max(x, 1) for x in xs], ys, yerr=[[y - c[0] for y, c in zip(ys, cis)], [c[1] - y for y, c in zip(ys, cis)]],
                           marker="o", capsize=3, label=name)
         axis.set_xscale("log")
-        axis.set_xlabel("synthesized training tasks (0 shown at 1: the base model)")
+        axis.set_xlabel("synthesized training tasks (base model at 1)")
         axis.set_ylabel(title)
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
@@ -391,16 +403,19 @@ def markdown(report: dict[str, Any]) -> str:
            "with the `edit` tool set on the same held-out sets; intervals on the synthesized held-out set resample "
            "source programs (cluster bootstrap), the others resample tasks.", "",
            "![curve](curve.png)", ""]
+    if report["settings"].get("notes"):
+        out += [report["settings"]["notes"], ""]
     for name, info in report["sets"].items():
         out += [f"## {name} ({info['tasks']} tasks from {info.get('programs', '?')} programs)", "",
-                "| model | training tasks | pass rate [95% CI] | vs base [95% CI] | parse errors | edits buggy file | edit at the bug | loops/run | steps | tokens in/run | s/run |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| model | training tasks | pass rate [95% CI] | vs base [95% CI] | parse errors | tries an edit | edits buggy file | edit at the bug | loops/run | steps | tokens in/run | s/run |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for label, model in report["models"].items():
             s = model["sets"][name]
             vs = s.get("vs_base")
             vs_text = "-" if not vs else f"{vs['pass_rate_difference']:+.3f} [{vs['ci'][0]:+.3f}, {vs['ci'][1]:+.3f}]"
             out.append(f"| {label} | {model['training_tasks']} | {s['pass_rate']:.3f} [{s['pass_rate_ci'][0]:.3f}, "
-                       f"{s['pass_rate_ci'][1]:.3f}] | {vs_text} | {s['parse_error_rate']:.3f} | {s['edited_buggy_file']:.3f} | "
+                       f"{s['pass_rate_ci'][1]:.3f}] | {vs_text} | {s['parse_error_rate']:.3f} | {s.get('tried_edit', 0):.3f} | "
+                       f"{s['edited_buggy_file']:.3f} | "
                        f"{s['edited_at_bug']:.3f} | {s['loops_per_run']:.2f} | {s['steps_per_run']:.2f} | "
                        f"{s['tokens_in_per_run']:.0f} | {s['wall_time_s_per_run']:.1f} |")
         out.append("")
@@ -413,6 +428,15 @@ def markdown(report: dict[str, Any]) -> str:
                        f"{t['optimizer_steps']} | {t['train_time_s']:.0f} | {t['tokens_per_s']} | {t['final_loss']} |")
     if report.get("unfinished_models"):
         out += ["", f"Not finished when this report was written: {', '.join(report['unfinished_models'])}."]
+    trained = [m["training"] for m in report["models"].values() if m["kind"] == "sft" and m["training"]]
+    if trained:  # what the next point would cost, from what this run measured
+        largest = max(trained, key=lambda t: t["rows"])
+        per_row = largest["tokens_per_epoch"] / max(1, largest["rows"])
+        rate = largest["tokens_per_s"] or 0
+        if rate:
+            out += ["", f"Cost of the next point, from the largest one: {per_row:.0f} tokens per episode row, {rate} trained "
+                    f"tokens/s; one epoch on 512 tasks = {512 * per_row / rate / 60:.0f} min of SFT, on 2,048 = "
+                    f"{2048 * per_row / rate / 60:.0f} min (plus one evaluation of every held-out set per model)."]
     total = sum(s["seconds"] for s in report["stages"])
     out += ["", f"Stages: {len(report['stages'])}, {total / 60:.1f} minutes of commands in all (WORK/curve.json lists each)."]
     if report.get("leaks_left_out"):
@@ -491,8 +515,9 @@ def report_only(argv: list[str] | None = None) -> None:
     models: dict[str, dict[str, Any]] = {"base": {"tasks": 0, "kind": "base", "adapter": None}}
     for n in points:
         models[f"sft_{n}"] = {"tasks": n, "kind": "sft", "adapter": args.work / "points" / str(n) / "adapter"}
-    if points:
+    if points and args.dpo:
         models[f"sft_dpo_{points[-1]}"] = {"tasks": points[-1], "kind": "dpo", "adapter": args.work / "points" / str(points[-1]) / "adapter_dpo"}
+    if points and args.grpo_steps:
         models[f"sft_grpo_{points[-1]}"] = {"tasks": points[-1], "kind": "grpo", "adapter": None}
     write_report(args, suites, models, stages)
 
