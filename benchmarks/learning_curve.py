@@ -294,19 +294,19 @@ def run_summary(run: Path, suite_path: Path) -> dict[str, Any]:
 
 
 def interval(values: dict[str, dict[str, Any]], key: str, clustered: bool, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of a rate, resampling source programs (clustered) or tasks."""
+    """95% percentile interval of a rate, resampling source programs (clustered) or tasks, with the
+    cluster sums and draws `report compare` uses."""
     import numpy as np
 
-    groups: dict[str, list[float]] = {}
-    for task_id, v in values.items():
-        groups.setdefault(v["cluster"] if clustered else task_id, []).append(float(v[key]))
-    sums = np.array([sum(g) for g in groups.values()])
-    counts = np.array([len(g) for g in groups.values()])
-    if not len(sums):
+    from repo_agent.evaluate.compare import cluster_sums, resample_indices
+
+    if not values:
         return 0.0, 0.0
-    draws = np.random.default_rng(seed).integers(0, len(sums), size=(resamples, len(sums)))
-    rates = sums[draws].sum(1) / counts[draws].sum(1)
-    low, high = np.percentile(rates, [2.5, 97.5])
+    ids = list(values)
+    nums, dens, names = cluster_sums(np.array([float(values[t][key]) for t in ids]), np.ones(len(ids)),
+                                     [values[t]["cluster"] if clustered else t for t in ids])
+    draws = resample_indices(len(names), resamples, seed)
+    low, high = np.percentile(nums[draws].sum(1) / dens[draws].sum(1), [2.5, 97.5])
     return float(low), float(high)
 
 
