@@ -277,3 +277,17 @@ def test_programs_that_make_no_task_are_named_with_the_reason(drop_suite):
     assert stats["programs_without_tasks"] == {
         sources["count"].key: "every candidate was dropped (5 total_break, 1 equivalent)",
         sources["clip"].key: "its slowest test takes 2 s of CPU"}
+
+
+def test_a_trace_without_a_split_is_held_out_by_its_source_programs_side_after_redaction():
+    """A mutant's task id can hash to the train side while its program is on the test side: the guard
+    must judge it by the split key, which must therefore survive the redaction every trace goes through."""
+    from repo_agent.data.sft import HeldOutGuard
+    from repo_agent.secrets import redact
+    from repo_agent.suites.split import DEFAULT_TRAIN_PCT, task_side
+
+    test_program = next(f"humaneval/{i}" for i in range(500) if task_side(f"humaneval/{i}", DEFAULT_TRAIN_PCT) == "test")
+    train_id = next(f"train/m{i}" for i in range(500) if task_side(f"train/m{i}", DEFAULT_TRAIN_PCT) == "train")
+    trace = redact({"task_id": train_id, "split_key": test_program})  # no `split`: the rule decides
+    why = HeldOutGuard(by_rule=True).reason(trace["task_id"], trace.get("split"), trace.get("split_key"))
+    assert why and "split key" in why
