@@ -20,3 +20,15 @@ def fail(message: str | list[str], code: int = 2, max_details: int = 20) -> NoRe
     if len(lines) > max_details + 1:
         err.print(f"  ... and {len(lines) - max_details - 1} more")
     raise typer.Exit(code)
+
+
+def shard_parts(shard: str | None) -> tuple[int, int] | None:
+    """--shard K/N as (K, N) (None when not given); a malformed value is a usage error."""
+    if not shard:
+        return None
+    from ..suites.split import parse_shard
+
+    try:
+        return parse_shard(shard)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None

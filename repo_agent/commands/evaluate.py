@@ -100,12 +100,10 @@ def apply_shard(suite: Any, shard: str | None, extra: dict[str, Any]) -> Any:
     if not shard:
         return suite
     from ..rollouts import tasks_sha256
-    from ..suites.split import parse_shard, shard_suite
+    from ..suites.split import shard_suite
+    from .common import shard_parts
 
-    try:
-        index, count = parse_shard(shard)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    index, count = shard_parts(shard)
     part = shard_suite(suite, (index, count))
     extra["shard"] = {"index": index, "count": count, "suite_tasks_sha256": tasks_sha256(suite),
                       "suite_task_ids": suite.task_ids}

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from .. import options as O
-from .common import fail
+from .common import fail, shard_parts
 
 suite_app = typer.Typer(help="Build, split, check and validate suites of buggy programs.", no_args_is_help=True)
 build_app = typer.Typer(help="Build a suite file from a benchmark checkout.", no_args_is_help=True)
@@ -354,12 +354,9 @@ def validate(
     if shard:
         if record_tests or record_minimal:
             fail("--record-tests and --record-minimal write the suite file: record on the whole suite, not a shard")
-        from ..suites.split import parse_shard, shard_suite
+        from ..suites.split import shard_suite
 
-        try:
-            loaded = shard_suite(loaded, parse_shard(shard))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        loaded = shard_suite(loaded, shard_parts(shard))
         if task:
             task = [t for t in task if t in loaded.task_ids or any(x.name == t for x in loaded.tasks)]
         console.print(f"shard {shard}: {len(loaded.tasks)} tasks")
@@ -434,12 +431,9 @@ def synth(
         console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
     selected, parts = len(programs), None
     if shard:
-        from ..suites.split import parse_shard, shard_of
+        from ..suites.split import shard_of
 
-        try:
-            parts = parse_shard(shard)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        parts = shard_parts(shard)
         programs = [p for p in programs if shard_of(p.key, parts[1]) == parts[0]]
         console.print(f"shard {shard}: {len(programs)} of the {selected} programs")
     options = SynthOptions(seed=seed, per_program=per_program, operators=chosen, max_changed_lines=max_changed_lines,
