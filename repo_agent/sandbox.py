@@ -98,10 +98,13 @@ class Sandbox:
         return self.kind == "bwrap"
 
     def wrap(self, argv: list[str], *, workdir: Path, readonly: Iterable[Path] = (), visible: Iterable[Path] = (),
-             network: bool = False, writable: Iterable[Path] = (), hide: Iterable[Path] = ()) -> list[str]:
+             network: bool = False, writable: Iterable[Path] = (), hide: Iterable[Path] = (),
+             binds: Iterable[tuple[Path, Path]] = ()) -> list[str]:
         """`argv` run inside the sandbox with `workdir` writable (same path inside), the files in
         `readonly` bound read-only over it, the folders in `hide` replaced by empty ones (e.g. a suite
-        root, which holds the reference fixes), and `visible` folders kept reachable under what is hidden."""
+        root, which holds the reference fixes), `visible` folders kept reachable under what is hidden,
+        and `binds` (host folder, path inside) writable where the sandbox's own code needs them (a warm
+        verdict worker's view of the driver's temp folder)."""
         if not self.isolated:
             return list(argv)
         assert self.binary
@@ -120,6 +123,8 @@ class Sandbox:
                 args += ["--ro-bind", str(folder), str(folder)]
         for folder in [workdir, *writable]:
             args += ["--bind", str(folder), str(folder)]
+        for source, target in binds:
+            args += ["--bind", str(source), str(target)]
         for path in readonly:
             args += ["--ro-bind", str(path), str(path)]
         args += ["--chdir", str(workdir), "--"]

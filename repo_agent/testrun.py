@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import warm
 from .sandbox import Sandbox, interpreter_folders, new_pids_cgroup, resolve_sandbox
 from .secrets import scrubbed_environ
 from .suites.task import Resolution, TestSpec
@@ -107,7 +108,7 @@ def pytest_command(spec: TestSpec, fail_fast: bool, protected: Iterable[Path] = 
         "max_processes": None if os.geteuid() == 0 else _user_process_count() + 256,
         "protected": [str(p) for p in protected],
     }
-    launcher = (f"import sys; sys.path.append({str(CHILD_DIR)!r}); import repo_agent_bootstrap")
+    launcher = (f"import sys; sys.path.append({str(CHILD_DIR)!r}); import repo_agent_bootstrap; repo_agent_bootstrap.main()")
     if spec.runner == "unittest":
         return [python, "-c", launcher, json.dumps(config), *spec.args]
     if spec.runner != "pytest":
@@ -133,16 +134,18 @@ def set_test_concurrency(slots: int) -> None:
 def run_tests(root: Path, spec: TestSpec, fail_fast: bool = False, *, sandbox: Sandbox | str = "auto",
               expected: ExpectedTests | None = None, readonly: Iterable[Path] = (), hide: Iterable[Path] = (),
               resolution: Resolution | None = None, strict: StrictConfig | None = None,
-              stop_on_timeout: bool = False) -> TestReport:
+              stop_on_timeout: bool = False, warm_allowed: bool = True) -> TestReport:
     """Run `spec` in `root`. `stop_on_timeout` ends the run at the first test over its budget (the other
     tests then count as missing): what `suite synth` wants of a mutant, which is dropped then anyway. Never raises for test failures, crashes or hangs. `readonly` files are
     bound read-only in the sandbox and write-guarded without one (the caller checks them afterwards);
     `hide` folders (the suite's, which hold the reference fixes) are empty inside the sandbox. With a
-    `resolution` only its tests decide (SWE-bench's rule), and the run never stops at a first failure."""
+    `resolution` only its tests decide (SWE-bench's rule), and the run never stops at a first failure.
+    The run goes to a warm worker where one can run it as a cold run would (warm.py); a worker that
+    fails raises warm.WorkerFailed, and the caller reruns on a fresh copy with `warm_allowed=False`."""
     box = resolve_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
     with _TEST_SLOTS:
         return _run_tests(Path(root), spec, fail_fast and resolution is None, box, expected,
-                          [Path(p) for p in readonly], list(hide), resolution, strict, stop_on_timeout)
+                          [Path(p) for p in readonly], list(hide), resolution, strict, stop_on_timeout, warm_allowed)
 
 
 class _RecordReader(threading.Thread):
@@ -175,7 +178,8 @@ class _RecordReader(threading.Thread):
 
 def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expected: ExpectedTests | None,
                readonly: list[Path], hide: list[Path], resolution: Resolution | None = None,
-               strict: StrictConfig | None = None, stop_on_timeout: bool = False) -> TestReport:
+               strict: StrictConfig | None = None, stop_on_timeout: bool = False,
+               warm_allowed: bool = True) -> TestReport:
     started = time.monotonic()
     key = secrets.token_bytes(32)
     result_r, result_w = os.pipe()
@@ -194,14 +198,64 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
     cmd = pytest_command(spec, fail_fast, readonly, strict, stop_on_timeout)
     python = spec.python or sys.executable
     binds = _fewer_binds(root, [p for p in readonly if p.exists()])
+    visible = [*interpreter_folders(python), CHILD_DIR]
+    cold_because = _why_cold(root, box, python, spec, warm_allowed)
+    if cold_because is None:
+        worker = warm.WorkerKey(python, tuple(sorted(str(h) for h in hide)), tuple(sorted(str(v) for v in visible)))
+        return _run_in_worker(root, spec, cmd, box, worker, env, (result_r, result_w, key_r), key, binds,
+                              expected, resolution, started)
     config_dir = _config_through_file(cmd, binds)
     try:
-        return _run_wrapped(root, spec, box.wrap(cmd, workdir=root, readonly=binds, hide=hide,
-                                                 visible=[*interpreter_folders(python), CHILD_DIR]),
-                            box, env, (result_r, result_w, key_r), key, expected, resolution, started)
+        report = _run_wrapped(root, spec, box.wrap(cmd, workdir=root, readonly=binds, hide=hide, visible=visible),
+                              box, env, (result_r, result_w, key_r), key, expected, resolution, started)
     finally:
         if config_dir is not None:
             shutil.rmtree(config_dir, ignore_errors=True)
+    report.worker = f"cold ({cold_because})" if warm.verdict_workers() == "warm" and box.isolated else "cold"
+    return report
+
+
+def _why_cold(root: Path, box: Sandbox, python: str, spec: TestSpec, warm_allowed: bool) -> str | None:
+    if not warm_allowed:
+        return "a rerun after a worker failed"
+    reason = warm.why_cold(box, python, spec.runner, dict(spec.env))
+    if reason is None and root.parent.parent != Path(tempfile.gettempdir()).resolve():
+        reason = "the run's folder is not in the temp folder"
+    return reason
+
+
+def _run_in_worker(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, worker: "warm.WorkerKey",
+                   env: dict[str, str], fds: tuple[int, int, int], key: bytes, binds: list[Path],
+                   expected: ExpectedTests | None, resolution: Resolution | None, started: float) -> TestReport:
+    """The run on a warm worker (warm.py): the same command, limits, records and verdict rule as a cold
+    run; only the interpreter start and pytest's imports are paid once per worker instead of per run."""
+    result_r, result_w, key_r = fds
+    reader = _RecordReader(result_r)
+    request = {"folder": str(root.parent), "cwd": str(root), "readonly": [str(p) for p in binds],
+               "config": json.loads(cmd[3]), "args": cmd[3:], "env": env}
+    with tempfile.TemporaryFile(prefix="repo-agent-output-") as output:
+        reader.start()
+        try:
+            reply = warm.run_in_worker(box, worker, request, (result_w, key_r, output.fileno()),
+                                       spec.total_timeout * WALL_BACKSTOP, scrubbed_env({"HOME": "/tmp/home"}))
+        finally:
+            os.close(result_w)  # the worker got its own copies; the reader ends when they are closed too
+            os.close(key_r)
+            reader.join(timeout=10)
+        tail = _tail(output)
+    timed_out = bool(reply.get("timed_out"))
+    exit_code = -signal.SIGKILL if timed_out else int(reply["exit_code"])
+    records, problems = verify_records(reader.lines, key)
+    if reader.overflow:
+        problems.append(f"more than {MAX_RECORDS} result records")
+    report = decide(records, problems, exit_code=exit_code, run_timed_out=timed_out,
+                    total_timeout=spec.total_timeout * WALL_BACKSTOP, expected=expected, output_tail=tail,
+                    resolution=resolution)
+    report.budget = budget_of(spec)
+    report.sandbox = box.kind
+    report.worker = "warm"
+    report.duration_s = time.monotonic() - started
+    return report
 
 
 def _fewer_binds(root: Path, files: list[Path], limit: int = MAX_FILE_BINDS) -> list[Path]:

@@ -57,6 +57,7 @@ class TestReport:
     tests: dict[str, str] = field(default_factory=dict)  # test id -> passed | failed | skipped | error
     collected: dict[str, dict[str, Any]] = field(default_factory=dict)  # test id -> {params, defined_in}
     sandbox: str = "none"
+    worker: str = "cold"  # warm (a forked run of a warm worker, warm.py) | cold | cold (why)
     output_tail: str = ""
     cpu: dict[str, float] = field(default_factory=dict)  # test id -> CPU seconds of its call
     budget: dict[str, Any] | None = None  # the time budget the run had (testrun.budget_of)
@@ -87,6 +88,7 @@ class TestReport:
             "outcome": self.outcome,
             "sealed": True,
             "sandbox": self.sandbox,
+            "worker": self.worker,
             "passed": self.passed,
             "failed": self.failed,
             "errors": self.errors,

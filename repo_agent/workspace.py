@@ -23,6 +23,7 @@ from .suites.rules import WriteRules
 from .suites.task import Suite, TaskSpec
 from .testrun import StrictConfig, run_tests
 from .verdict import TestReport, distrust
+from .warm import WorkerFailed
 from .sandbox import Sandbox, resolve_sandbox, source_folders
 
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
@@ -231,13 +232,23 @@ class TaskWorkspace:
         return sealed
 
     def run_tests(self, fail_fast: bool = False, stop_on_timeout: bool = False) -> TestReport:
-        """A sealed test run of the workspace's current state."""
+        """A sealed test run of the workspace's current state (rerun cold on a fresh copy when a warm
+        worker failed it: never guessed)."""
+        try:
+            return self._sealed_run(fail_fast, stop_on_timeout, warm_allowed=True)
+        except WorkerFailed as exc:
+            report = self._sealed_run(fail_fast, stop_on_timeout, warm_allowed=False)
+            report.worker = f"cold (the warm worker failed: {exc})"[:300]
+            return report
+
+    def _sealed_run(self, fail_fast: bool, stop_on_timeout: bool, warm_allowed: bool) -> TestReport:
         with self.sealed_copy() as sealed:
             readonly = [sealed.root / rel for rel in self._readonly_digests]
             report = run_tests(sealed.root, self.task.test, fail_fast, sandbox=self.sandbox,
                                expected=self.task.expected_tests, readonly=readonly,
                                hide=hidden_folders(self.suite), resolution=self.task.resolution,
-                               strict=self.strict_config(), stop_on_timeout=stop_on_timeout)
+                               strict=self.strict_config(), stop_on_timeout=stop_on_timeout,
+                               warm_allowed=warm_allowed)
             for rel, digest in self._readonly_digests.items():
                 path = sealed.root / rel
                 if not path.is_file() or _digest(path) != digest:

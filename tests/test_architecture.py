@@ -14,7 +14,7 @@ LAYERS = [
     ("foundation", ["atomic", "digest", "secrets", "loops", "envelope", "protocol", "protocol_prefix", "toolsets", "prompts", "traces",
                     "hf_loading", "sandbox", "run_repair", "_child"]),
     ("suites", ["suites"]),
-    ("environments", ["verdict", "suspicious", "testrun", "tools", "workspace", "environments", "suites.validate", "suites.to_swebench", "suites.synth", "teacher"]),
+    ("environments", ["verdict", "suspicious", "testrun", "warm", "tools", "workspace", "environments", "suites.validate", "suites.to_swebench", "suites.synth", "teacher"]),
     ("models", ["models"]),
     ("agent", ["agent", "rollouts"]),
     ("data", ["data", "provenance", "rewards"]),

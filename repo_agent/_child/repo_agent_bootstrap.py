@@ -2,7 +2,9 @@
 (repo_agent_strict), the write guard, then pytest (or a unittest runner script, for tasks whose tests
 run under the repository's own runner, e.g. Django's runtests.py).
 
-Called as `python -c "<adds this folder to sys.path; imports this module>" CONFIG_JSON PYTEST_ARGS...`.
+Called as `python -c "<adds this folder to sys.path; imports this module; calls main()>" CONFIG_JSON
+PYTEST_ARGS...`, or, in a warm verdict worker (verdict_server.py), `run(config, args)` in a child forked
+from a process that imported pytest already (after `preload()`, the same imports in the same order).
 pytest and the results plugin are imported while the workspace is NOT on sys.path, so a workspace file
 named like them cannot stand in for them; the workspace goes back on sys.path before the tests load.
 """
@@ -72,17 +74,50 @@ def _install_guard(protected, frame_check=None, frame_events=(), frame_attribute
     sys.addaudithook(hook)
 
 
-def main():
-    raw = sys.argv[1]
+def read_config(raw):
     if raw.startswith("@"):  # a config too long for one argument, in a read-only file
         with open(raw[1:], encoding="utf-8") as handle:
             raw = handle.read()
-    config = json.loads(raw)
+    return json.loads(raw)
+
+
+def preload():
+    """What a warm worker imports once, before any run: the class-origin record first (pytest's classes
+    are then trusted, as in a cold run), then pytest and the modules it loads for every run. Nothing
+    here reads the run's key or config: those come per run, after the fork."""
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
+    import repo_agent_strict
+
+    repo_agent_strict.install_class_origins()
+    import importlib
+
+    import pytest  # noqa: F401
+    import pytest_timeout  # noqa: F401
+    from _pytest.config import default_plugins
+
+    for name in default_plugins:
+        try:
+            importlib.import_module("_pytest." + name)
+        except ImportError:
+            pass
+    import repo_agent_integrity  # noqa: F401
+
+    try:  # `-p NAME` looks NAME up among the installed packages' entry points: fill the path caches once
+        import importlib.metadata
+
+        importlib.metadata.entry_points(group="pytest11")
+    except Exception:
+        pass
+
+
+def run(config, args):
+    """Limits, strict asserts, the result channel, the guards, then pytest (or the unittest runner);
+    exits the process with the runner's status."""
     _limit("RLIMIT_AS", config.get("memory_bytes"))
     _limit("RLIMIT_CPU", config.get("cpu_seconds"))
     _limit("RLIMIT_FSIZE", config.get("file_bytes"))
     _limit("RLIMIT_NPROC", config.get("max_processes"))
-    workspace_entries = [p for p in sys.path if p in ("", os.getcwd())]
+    workspace_entries = [p for p in sys.path if p in ("", os.getcwd())] or [""]
     sys.path[:] = [p for p in sys.path if p not in workspace_entries]
     import repo_agent_strict
 
@@ -99,7 +134,7 @@ def main():
 
         _install_guard(config.get("protected") or [], repo_agent_integrity.frame_guard(),
                        repo_agent_integrity.FRAME_EVENTS, repo_agent_integrity.FRAME_ATTRIBUTES)
-        repo_agent_unittest.run(sys.argv[2:], config.get("per_test_cpu"), config.get("per_test_timeout"))
+        repo_agent_unittest.run(args, config.get("per_test_cpu"), config.get("per_test_timeout"))
         return
     import pytest
     import pytest_timeout  # noqa: F401  (fails loudly here, not as a vanished test run)
@@ -115,7 +150,8 @@ def main():
 
     _install_guard(config.get("protected") or [], repo_agent_integrity.frame_guard(),
                        repo_agent_integrity.FRAME_EVENTS, repo_agent_integrity.FRAME_ATTRIBUTES)
-    sys.exit(pytest.main(sys.argv[2:] + ["-p", "repo_agent_pytest"]))
+    sys.exit(pytest.main(list(args) + ["-p", "repo_agent_pytest"]))
 
 
-main()
+def main():
+    run(read_config(sys.argv[1]), sys.argv[2:])
