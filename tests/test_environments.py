@@ -20,11 +20,11 @@ from repo_agent.suites.task import load_suite
 from repo_agent.traces import read_trace
 
 GOLDEN_DIGESTS = Path(__file__).parent / "golden" / "files_traces.sha256.json"
-# What may differ from the traces written before the seam: clocks, ids, the machine's sandbox, the
+# What may differ from the traces written before the seam: clocks, ids, the machine's sandbox (and verdict worker), the
 # fields the seam added (the tool set, the files a step changed, `run` recording the adapter like `eval`),
 # and the ones the verdict's second wave added (the time budget, the static scan, the verdict's own
 # `tampered`: the trace's top-level `tampered` stays in the digest).
-VOLATILE = {"started_at", "finished_at", "latency_s", "wall_time_s", "model_time_s", "duration_s", "sandbox",
+VOLATILE = {"started_at", "finished_at", "latency_s", "wall_time_s", "model_time_s", "duration_s", "sandbox", "worker",
             "toolset", "id", "tool_call_id", "changed_files", "modified_files", "adapter", "budget", "suspicious"}
 HAVE_BWRAP = resolve_sandbox("auto").isolated
 
@@ -237,6 +237,10 @@ def test_each_command_gets_a_fresh_shell_and_nothing_it_started_survives_it():
         second = run("echo \"[${LEFT:-unset}]\"; ls /proc | grep -c '^[0-9]' ; ps -e -o comm= | grep -c sleep || true")
         lines = second.text.splitlines()
         assert lines[0] == "[unset]" and lines[2] == "0", second.text  # no variable, no sleeping leftover
+        text = "".join(f"line {i} with 'quotes', $dollars and \\backslashes\n" for i in range(300))
+        heredoc = run(f"cat > /tmp/big.txt <<'EOF'\n{text}EOF\nwc -c < /tmp/big.txt")
+        assert heredoc.ok and heredoc.text.splitlines()[0] == str(len(text.encode())), heredoc.text  # read whole, verbatim
+        assert not run("echo a\x00b").ok  # a NUL cannot reach a shell: refused, not truncated
         server = env._server
         killed = run("kill -9 $PPID")
         assert not killed.ok and "server died" in killed.text and env._server is None

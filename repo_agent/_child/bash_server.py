@@ -1,20 +1,21 @@
-"""The command server of the `bash` tool set: one per episode, inside the episode's sandbox (Python >= 3.6).
+"""The command server of the `bash` tool set: one per episode, inside the episode's sandbox (Python >= 3.8).
 
 The sandbox (bubblewrap: read-only system, the workspace writable, a private /tmp, no network, its own
-pid namespace) is set up once per episode instead of once per command; each command still starts a fresh
-shell. A request is one JSON line on stdin, {"command", "timeout", "output_limit", "launch"}; the reply
-is one JSON line on stdout, {"output", "exit", "killed"}. Per command the server starts
-`bash -c LAUNCH` (the launch line sets the ulimits, then evals the command) in a session of its own,
-reads its output up to the limit, kills it at the timeout or at the output limit, and afterwards kills
-every process left in the sandbox's pid namespace but itself and the namespace's init: nothing a
-command started outlives it.
+pid namespace) is set up once per episode instead of once per command; each command still gets a fresh
+shell. A request is one JSON line on stdin, {"command", "timeout", "output_limit"}; the reply is one JSON
+line on stdout, {"output", "exit", "killed"}. The server keeps one spare shell waiting: `bash -c LAUNCH`
+(from REPO_AGENT_LAUNCH: the ulimits, then it reads the command from descriptor 3 up to a NUL byte and
+evals it), started in a session of its own right after the previous command ended and its leftovers
+were killed, so nothing of that command is in it; a command then costs a pipe write instead of a shell
+start. The server reads the command's output up to the limit, kills it at the timeout or at the output
+limit, and afterwards kills every process left in the sandbox's pid namespace but itself and the
+namespace's init: nothing a command started outlives it.
 """
 
 import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -29,13 +30,36 @@ def _kill_leftovers():
                 pass
 
 
-def run(request):
-    env = dict(os.environ, REPO_AGENT_COMMAND=request["command"])
-    proc = subprocess.Popen(["bash", "-c", request["launch"]], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+class Spare:
+    """A fresh shell waiting for its command on descriptor 3."""
+
+    def __init__(self, launch):
+        command_r, self.command_w = os.pipe()
+        output_r, output_w = os.pipe()
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, output_w, 1),
+                   (os.POSIX_SPAWN_DUP2, output_w, 2), (os.POSIX_SPAWN_DUP2, command_r, 3)]
+        try:
+            self.pid = os.posix_spawnp("bash", ["bash", "-c", launch], os.environ, file_actions=actions, setsid=True)
+        finally:
+            os.close(command_r)
+            os.close(output_w)
+        self.output = output_r
+
+    def start(self, command):
+        data = command.encode("utf-8", errors="surrogateescape") + b"\0"
+        try:
+            while data:
+                data = data[os.write(self.command_w, data):]
+        except BrokenPipeError:
+            pass  # the shell died waiting: its exit status says so
+        os.close(self.command_w)
+
+
+def run(request, spare):
     limit, deadline = request["output_limit"], time.monotonic() + request["timeout"]
+    spare.start(request["command"])
     chunks, size, killed = [], 0, None
-    fd = proc.stdout.fileno()
+    fd = spare.output
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -54,26 +78,30 @@ def run(request):
             killed = "output"
             break
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(spare.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    code = proc.wait()
-    proc.stdout.close()
+    _, status = os.waitpid(spare.pid, 0)
+    os.close(fd)
     _kill_leftovers()
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
     return {"output": b"".join(chunks).decode("utf-8", errors="replace"), "exit": code, "killed": killed}
 
 
 def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    launch = os.environ.pop("REPO_AGENT_LAUNCH")  # not in the commands' environment
     out = sys.stdout
+    spare = Spare(launch)
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
     out.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
-        reply = run(json.loads(line))
+        reply = run(json.loads(line), spare)
         out.write(json.dumps(reply) + "\n")
         out.flush()
+        spare = Spare(launch)  # while the driver reads the reply and the model thinks
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ verdict would ignore them anyway. Commands run with no network, the real home fo
 (which holds the reference fixes) hidden, memory and file-size limits, a pids cgroup as root, and a
 timeout; their output is capped.
 
-With bubblewrap the sandbox is made once per episode: a small command server (_child/bash_server.py)
-runs inside it and starts each command's fresh shell, so a command costs a fork and a pipe round trip
-instead of a sandbox, a cgroup and a process set-up. Each command keeps its own timeout, output cap and
+With bubblewrap the sandbox is made once per episode, when the environment opens (with the workspace):
+a small command server (_child/bash_server.py) runs inside it and keeps a fresh shell waiting for the
+next command, so a command costs a pipe round trip instead of a sandbox, a cgroup, a process set-up and
+a shell start. Each command keeps its own timeout, output cap and
 kill of everything it started (the server kills every process it left in the sandbox's pid namespace).
 A server that dies or stops answering ends that command with a tool error, and the next command gets a
 fresh server. Without a sandbox (`--sandbox none`) each command runs on its own, as before.
@@ -45,7 +46,10 @@ from .files import WorkspaceEnvironment
 GIT_ENV = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*",
            "GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_NOSYSTEM": "1"}
 READ_LIMIT_BYTES = 4 * 1024**2  # a command printing more than this is killed: its output is capped anyway
-_LAUNCH = 'ulimit -v {mem_kb} 2>/dev/null; ulimit -f {file_blocks} 2>/dev/null; eval "$REPO_AGENT_COMMAND"'
+_LIMITS = "ulimit -v {mem_kb} 2>/dev/null; ulimit -f {file_blocks} 2>/dev/null; "
+_LAUNCH = _LIMITS + 'eval "$REPO_AGENT_COMMAND"'
+# the command server's spare shell: limits first, then the command from descriptor 3 (bash_server.py)
+_SPARE_LAUNCH = _LIMITS + 'IFS= read -r -d "" REPO_AGENT_COMMAND <&3; exec 3<&-; eval "$REPO_AGENT_COMMAND"'
 SERVER = Path(__file__).resolve().parents[1] / "_child" / "bash_server.py"
 SERVER_GRACE_S = 10  # beyond a command's own timeout, before its server counts as hung
 
@@ -113,11 +117,19 @@ class BashEnvironment(WorkspaceEnvironment):
         if not box.isolated and sandbox != "none":
             raise SandboxUnavailable(f"the bash tool set runs the model's commands and needs bubblewrap ({box.note}); "
                                      "--sandbox none runs them unisolated, if you accept that")
-        return cls(TaskWorkspace.create(suite, task, box), toolset)
+        env = cls(TaskWorkspace.create(suite, task, box), toolset)
+        if box.isolated:  # the sandbox and its server are part of the episode's set-up, like the workspace
+            try:
+                env._start_server()
+            except OSError:
+                pass  # the first command tries again and reports what went wrong
+        return env
 
     def execute(self, action: ToolCall) -> ToolOutcome:
         if action.name != "bash":
             return ToolOutcome(False, f"ERROR: {action.name} is not a command")
+        if "\x00" in action.args["command"]:
+            return ToolOutcome(False, "ERROR: the command contains a NUL character, which no shell command can hold")
         before = file_states(self.workspace.root)
         output, code, killed = self._run(action.args["command"])
         after = file_states(self.workspace.root)
@@ -145,12 +157,10 @@ class BashEnvironment(WorkspaceEnvironment):
         """(output, exit code, why it was killed or None)."""
         if not self.sandbox.isolated:
             return self._run_alone(command)
-        launch = _LAUNCH.format(mem_kb=MEMORY_LIMIT_BYTES // 1024, file_blocks=OUTPUT_LIMIT_BYTES // 1024)
         if self._server is None:
-            env, argv = self._command_env(""), self._argv([sys.executable, "-I", str(SERVER)])
-            self._server = _Server(argv, env, self.workspace.root)
-        reply = self._server.ask({"command": command, "timeout": BASH_TIMEOUT_S, "output_limit": READ_LIMIT_BYTES,
-                                  "launch": launch})
+            self._start_server()
+        assert self._server is not None
+        reply = self._server.ask({"command": command, "timeout": BASH_TIMEOUT_S, "output_limit": READ_LIMIT_BYTES})
         if reply is None:
             self._server.close()
             self._server = None
@@ -158,6 +168,12 @@ class BashEnvironment(WorkspaceEnvironment):
         killed = {None: None, "timeout": f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]",
                   "output": f"[killed: the command printed more than {READ_LIMIT_BYTES // 1024**2} MB]"}[reply["killed"]]
         return reply["output"], reply["exit"], killed
+
+    def _start_server(self) -> None:
+        env, argv = self._command_env(""), self._argv([sys.executable, "-I", str(SERVER)])
+        env["REPO_AGENT_LAUNCH"] = _SPARE_LAUNCH.format(mem_kb=MEMORY_LIMIT_BYTES // 1024, file_blocks=OUTPUT_LIMIT_BYTES // 1024)
+        del env["REPO_AGENT_COMMAND"]
+        self._server = _Server(argv, env, self.workspace.root)
 
     def _command_env(self, command: str) -> dict[str, str]:
         # The task's test interpreter first on PATH (a SWE-bench task's venv has the repository's
