@@ -232,7 +232,7 @@ def _run_in_worker(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, wor
     result_r, result_w, key_r = fds
     reader = _RecordReader(result_r)
     request = {"folder": str(root.parent), "cwd": str(root), "readonly": [str(p) for p in binds],
-               "config": json.loads(cmd[3]), "args": cmd[3:], "env": env}
+               "visible": list(worker.visible), "config": json.loads(cmd[3]), "args": cmd[3:], "env": env}
     with tempfile.TemporaryFile(prefix="repo-agent-output-") as output:
         reader.start()
         try:

@@ -16,6 +16,7 @@ import atexit
 import json
 import os
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -63,14 +64,12 @@ def why_cold(box: Sandbox, python: str, runner: str, env: dict[str, str]) -> str
         return "no sandbox (workers need bubblewrap)"
     if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open") or not hasattr(socket, "send_fds"):
         return "needs Linux and Python >= 3.9"
-    if os.path.realpath(python) != os.path.realpath(sys.executable):
+    if os.path.abspath(python) != os.path.abspath(sys.executable):  # a venv's python links to its base: not the same
         return "the task has its own interpreter"
     if runner != "pytest":
         return f"runner {runner!r}"
     if any(name.startswith("PYTHON") and name not in ("PYTHONPATH",) for name in env):
         return "the task sets interpreter start-up variables"
-    if not str(Path(tempfile.gettempdir()).resolve()).startswith("/"):
-        return "no temp folder"
     return None
 
 
@@ -174,8 +173,6 @@ class Worker:
             self.cgroup.close()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
-        import shutil
-
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 

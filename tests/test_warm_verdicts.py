@@ -155,6 +155,11 @@ def test_reach_for_the_worker():
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if pid == me:
             continue
+        try:  # the worker's own view of /tmp holds the driver's temp folder (other runs' copies)
+            seen = os.listdir("/proc/%s/root/tmp" % pid)
+        except OSError:
+            seen = []
+        assert ".repo-agent-host-tmp" not in seen, "reached the driver's temp folder through process %s" % pid
         try:
             open("/proc/%s/mem" % pid, "r+b").close()
         except OSError:
@@ -208,9 +213,13 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_verdict_rerun_cold(suite):
     assert after.worker == "warm" and warm.POOL.started == started + 1  # a fresh worker replaced it
 
 
-def test_runs_a_worker_cannot_run_as_a_cold_run_would_go_cold():
+def test_runs_a_worker_cannot_run_as_a_cold_run_would_go_cold(tmp_path):
     box = resolve_sandbox("auto")
     assert warm.why_cold(box, "/usr/bin/python3-of-a-bugsinpy-venv", "pytest", {}) == "the task has its own interpreter"
+    venv_python = tmp_path / "venv" / "bin" / "python"  # a venv's python: a link to the same binary, other packages
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(os.path.realpath(os.sys.executable))
+    assert warm.why_cold(box, str(venv_python), "pytest", {}) == "the task has its own interpreter"
     assert "interpreter start-up" in warm.why_cold(box, os.sys.executable, "pytest", {"PYTHONHASHSEED": "1"})
     assert warm.why_cold(box, os.sys.executable, "unittest", {}) == "runner 'unittest'"
     assert warm.why_cold(resolve_sandbox("none"), os.sys.executable, "pytest", {}).startswith("no sandbox")

@@ -85,11 +85,23 @@ def _enter_namespaces(request):
         with open("/proc/self/" + name, "w") as handle:
             handle.write(text)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    # opened in the run's own mount namespace (a bind needs its source there), before /tmp is covered
+    # opened in the run's own mount namespace (a bind needs its source there), before /tmp is covered:
+    # the run's folder, and the interpreter's folders that live under /tmp (bound back read-only)
     source = os.open(os.path.join(STAGING, os.path.basename(folder)), os.O_PATH | os.O_DIRECTORY)
+    under_tmp = [(path, os.open(path, os.O_PATH)) for path in request.get("visible", [])
+                 if path.startswith("/tmp/") and os.path.exists(path)]
     ids = "mode=0755,uid={},gid={}".format(uid, gid)
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, ids)
     os.makedirs("/tmp/home")
+    for path, fd in under_tmp:
+        if os.path.isdir("/proc/self/fd/{}".format(fd)):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()
+        _mount("/proc/self/fd/{}".format(fd), path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _kept_flags(path))
+        os.close(fd)
     # the worker's /dev (bubblewrap's, shared by its runs) is read-only here: nothing a run leaves in it
     # reaches the next; device nodes still work, and /dev/shm is the run's own
     _mount(None, "/dev", None, MS_BIND | MS_REMOUNT | MS_RDONLY | _kept_flags("/dev"))
