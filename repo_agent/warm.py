@@ -33,6 +33,7 @@ from .sandbox import PidsCgroup, Sandbox, new_pids_cgroup
 CHILD_DIR = Path(__file__).resolve().parent / "_child"
 STAGING = Path("/tmp/.repo-agent-host-tmp")  # verdict_server.STAGING
 START_TIMEOUT_S = 60.0
+MAX_IDLE = max(2, os.cpu_count() or 1)  # idle workers kept, all keys together
 REPLY_MARGIN_S = 15.0  # beyond the run's wall-clock backstop, before a silent worker counts as hung
 HEADER = struct.Struct("!I")
 MODES = ("warm", "cold")
@@ -105,6 +106,7 @@ class Worker:
         finally:
             theirs.close()
         self.runs = 0
+        self.idle_since = time.monotonic()
         reply = self._reply(START_TIMEOUT_S)
         if not reply.get("ready"):
             self.close()
@@ -206,12 +208,22 @@ class Pool:
         return worker
 
     def give_back(self, worker: Worker) -> None:
+        """Keep `worker` for the next run with its key; at most MAX_IDLE wait (a long process that meets
+        many suites would otherwise keep one worker per suite), the longest idle is closed first."""
+        evicted = []
         with self.lock:
             self.busy.discard(worker)
             if worker.alive():
+                worker.idle_since = time.monotonic()
                 self.idle.setdefault(worker.key, []).append(worker)
-                return
-        worker.close()
+                waiting = sorted((w for ws in self.idle.values() for w in ws), key=lambda w: w.idle_since)
+                for old in waiting[:max(0, len(waiting) - MAX_IDLE)]:
+                    self.idle[old.key].remove(old)
+                    evicted.append(old)
+            else:
+                evicted.append(worker)
+        for old in evicted:
+            old.close()
 
     def retire(self, worker: Worker) -> None:
         with self.lock:

@@ -226,3 +226,19 @@ def test_runs_a_worker_cannot_run_as_a_cold_run_would_go_cold(tmp_path):
     assert warm.why_cold(box, os.sys.executable, "pytest", {"PYTHONPATH": "src"}) is None
     warm.set_verdict_workers("cold")
     assert warm.why_cold(box, os.sys.executable, "pytest", {}) == "verdict workers are off"
+
+
+def test_a_long_process_keeps_only_a_few_idle_workers(tmp_path):
+    """Each suite hides its own folder, so it needs a worker of its own; idle ones are capped, oldest out."""
+    for i in range(warm.MAX_IDLE + 2):
+        hidden = tmp_path / f"suite{i}"
+        hidden.mkdir()
+        base = Path(tempfile.mkdtemp(prefix="repo-agent-sealed-"))
+        (base / "ws").mkdir()
+        (base / "ws" / "test_it.py").write_text("def test_x():\n    assert True\n")
+        report = run_tests(base / "ws", TestSpec(args=("test_it.py",)), sandbox="auto", hide=[hidden])
+        assert report.outcome == "passed" and report.worker == "warm"
+    idle = [w for ws in warm.POOL.idle.values() for w in ws]
+    assert len(idle) <= warm.MAX_IDLE
+    assert str(tmp_path / f"suite{warm.MAX_IDLE + 1}") in {h for w in idle for h in w.key.hide}  # the newest stays
+    assert all(w.alive() for w in idle)
