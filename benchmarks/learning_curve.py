@@ -24,8 +24,9 @@ work; re-running the script continues where it stopped), every stage recorded in
 
 The committed report (docs/results/learning_curve/) came from
     --points 0,32,128 --no-dpo --grpo-steps 0 --num-workers 8 --max-iters 5 --epochs 1 --grad-accum 2
-with the same --quixbugs (report.json's settings list every value); `--report-only` with the same flags
-rewrites the report from WORK without running anything.
+with the same --quixbugs, then the same flags without --no-dpo (DPO at the 128 point, GRPO not run);
+report.json's settings list every value, and `--report-only` with the flags of the second run rewrites
+the report from WORK without running anything.
 Run it alone: two torch processes on 2 cores slow each other tenfold.
 """
 
