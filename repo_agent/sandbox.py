@@ -173,6 +173,14 @@ def resolve_sandbox(mode: str) -> Sandbox:
     return Sandbox("none", note=problem or "")
 
 
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group `pid` leads (a run's, a command's, a worker's); gone already is fine."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 # --- a pids cgroup per run (root only: RLIMIT_NPROC binds everyone else) ----------------------------
 
 

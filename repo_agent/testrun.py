@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import warm
-from .sandbox import Sandbox, interpreter_folders, new_pids_cgroup, resolve_sandbox
+from .sandbox import Sandbox, interpreter_folders, kill_group, new_pids_cgroup, resolve_sandbox
 from .secrets import scrubbed_environ
 from .suites.task import Resolution, TestSpec
 from .verdict import ExpectedTests, TestReport, decide, verify_records
@@ -218,10 +218,7 @@ def _run_tests(root: Path, spec: TestSpec, fail_fast: bool, box: Sandbox, expect
 def _why_cold(root: Path, box: Sandbox, python: str, spec: TestSpec, warm_allowed: bool) -> str | None:
     if not warm_allowed:
         return "a rerun after a worker failed"
-    reason = warm.why_cold(box, python, spec.runner, dict(spec.env))
-    if reason is None and root.parent.parent != Path(tempfile.gettempdir()).resolve():
-        reason = "the run's folder is not in the temp folder"
-    return reason
+    return warm.why_cold(box, python, spec.runner, dict(spec.env), root)
 
 
 def _run_in_worker(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, worker: "warm.WorkerKey",
@@ -245,16 +242,8 @@ def _run_in_worker(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, wor
         tail = _tail(output)
     timed_out = bool(reply.get("timed_out"))
     exit_code = -signal.SIGKILL if timed_out else int(reply["exit_code"])
-    records, problems = verify_records(reader.lines, key)
-    if reader.overflow:
-        problems.append(f"more than {MAX_RECORDS} result records")
-    report = decide(records, problems, exit_code=exit_code, run_timed_out=timed_out,
-                    total_timeout=spec.total_timeout * WALL_BACKSTOP, expected=expected, output_tail=tail,
-                    resolution=resolution)
-    report.budget = budget_of(spec)
-    report.sandbox = box.kind
+    report = _report(reader, key, exit_code, timed_out, tail, spec, box, expected, resolution, started)
     report.worker = "warm"
-    report.duration_s = time.monotonic() - started
     return report
 
 
@@ -315,16 +304,22 @@ def _run_wrapped(root: Path, spec: TestSpec, cmd: list[str], box: Sandbox, env: 
         try:
             timed_out = not _wait(proc, spec.total_timeout * WALL_BACKSTOP)
         finally:
-            _kill_group(proc.pid)  # tests may leave children behind
+            kill_group(proc.pid)  # tests may leave children behind
             if cgroup is not None:
                 cgroup.close()
             proc.wait()
         reader.join(timeout=10)
         tail = _tail(output)
+    return _report(reader, key, proc.returncode, timed_out, tail, spec, box, expected, resolution, started)
+
+
+def _report(reader: _RecordReader, key: bytes, exit_code: int | None, timed_out: bool, tail: str, spec: TestSpec,
+            box: Sandbox, expected: ExpectedTests | None, resolution: Resolution | None, started: float) -> TestReport:
+    """The verdict of a finished run, cold or warm: its authentic records through the verdict rule."""
     records, problems = verify_records(reader.lines, key)
     if reader.overflow:
         problems.append(f"more than {MAX_RECORDS} result records")
-    report = decide(records, problems, exit_code=proc.returncode, run_timed_out=timed_out,
+    report = decide(records, problems, exit_code=exit_code, run_timed_out=timed_out,
                     total_timeout=spec.total_timeout * WALL_BACKSTOP, expected=expected, output_tail=tail,
                     resolution=resolution)
     report.budget = budget_of(spec)
@@ -364,11 +359,5 @@ def _tail(output: Any, limit: int = 4000) -> str:
     output.seek(max(0, size - limit))
     return output.read().decode("utf-8", errors="replace")
 
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .sandbox import PidsCgroup, Sandbox, new_pids_cgroup
+from .sandbox import PidsCgroup, Sandbox, kill_group, new_pids_cgroup
 
 CHILD_DIR = Path(__file__).resolve().parent / "_child"
 STAGING = Path("/tmp/.repo-agent-host-tmp")  # verdict_server.STAGING
@@ -55,8 +55,9 @@ def verdict_workers() -> str:
     return _mode
 
 
-def why_cold(box: Sandbox, python: str, runner: str, env: dict[str, str]) -> str | None:
-    """None when a warm worker can run this test run exactly as a cold run would; else why not."""
+def why_cold(box: Sandbox, python: str, runner: str, env: dict[str, str], root: Path | None = None) -> str | None:
+    """None when a warm worker can run this test run (in `root`, when given) exactly as a cold run would;
+    else why not."""
     if _mode != "warm":
         return "verdict workers are off"
     if POOL.unavailable:
@@ -71,6 +72,8 @@ def why_cold(box: Sandbox, python: str, runner: str, env: dict[str, str]) -> str
         return f"runner {runner!r}"
     if any(name.startswith("PYTHON") and name not in ("PYTHONPATH",) for name in env):
         return "the task sets interpreter start-up variables"
+    if root is not None and Path(root).parent.parent != Path(tempfile.gettempdir()).resolve():
+        return "the run's folder is not in the temp folder"  # a worker sees only that folder's children
     return None
 
 
@@ -163,10 +166,7 @@ class Worker:
         except OSError:
             pass
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_group(self.proc.pid)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import ToolCall
-from ..sandbox import SandboxUnavailable, interpreter_folders, new_pids_cgroup, resolve_sandbox
+from ..sandbox import SandboxUnavailable, interpreter_folders, kill_group, new_pids_cgroup, resolve_sandbox
 from ..suites.rules import REFUSED_PROTECTED
 from ..suites.task import Suite, TaskSpec
 from ..testrun import MEMORY_LIMIT_BYTES, OUTPUT_LIMIT_BYTES, scrubbed_env
@@ -97,7 +96,7 @@ class _Server:
         return self.receive(request["timeout"] + SERVER_GRACE_S)
 
     def close(self) -> None:
-        _kill(self.proc.pid)
+        kill_group(self.proc.pid)
         self.proc.wait()
         if self.cgroup is not None:
             self.cgroup.close()
@@ -214,7 +213,7 @@ class BashEnvironment(WorkspaceEnvironment):
                 size += len(block)
                 if size > READ_LIMIT_BYTES:
                     overflow.set()
-                    _kill(proc.pid)
+                    kill_group(proc.pid)
 
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
@@ -230,7 +229,7 @@ class BashEnvironment(WorkspaceEnvironment):
         except subprocess.TimeoutExpired:
             killed = f"[killed: the command ran longer than {BASH_TIMEOUT_S} s]"
         finally:
-            _kill(proc.pid)
+            kill_group(proc.pid)
             proc.wait()  # reaped first: the cgroup cannot be removed while it holds our child
             if cgroup is not None:
                 cgroup.close()
@@ -238,10 +237,3 @@ class BashEnvironment(WorkspaceEnvironment):
         if overflow.is_set():
             killed = f"[killed: the command printed more than {READ_LIMIT_BYTES // 1024**2} MB]"
         return b"".join(chunks).decode("utf-8", errors="replace"), proc.returncode, killed
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
