@@ -10,7 +10,7 @@ import pytest
 from conftest import BUNDLED_SUITE, REPO
 from repo_agent.agent import AgentConfig
 from repo_agent.models.base import Sampling
-from repo_agent.suites.task import load_suite
+from repo_agent.suites.task import load_suite, with_tasks
 from repo_agent.train.episode_tokens import conversation_of, render
 from repo_agent.train.grpo_rollout import EpisodeRollouts, episode_prompt
 from test_sealed_verdict import FIXED_GCD
@@ -97,6 +97,30 @@ def test_the_token_budget_ends_an_episode_with_its_own_stop_reason(tokenizer, tm
     assert trace["stop_reason"] == "token_budget"
     assert len(out["completion_ids"][0]) == 120  # cut at the budget, no end-of-turn after the cut: TRL sees it truncated
     assert out["completion_ids"][0][-1] != eos
+
+
+def test_tasks_sharing_a_goal_text_are_told_apart_through_the_dataset(tmp_path):
+    """Tasks synthesized from one program share their goal text; TRL hands rollout_func the prompt alone.
+    Each row's prompt, after the datasets round trip TRL makes, still names its own task, and the model
+    sees the same prompt either way."""
+    from dataclasses import replace
+
+    from datasets import Dataset
+
+    from repo_agent.train.grpo_rollout import task_rows
+
+    suite = load_suite(BUNDLED_SUITE)
+    gcd, other = suite.task("gcd"), next(t for t in suite.tasks if t.task_id != "gcd")
+    twins = with_tasks(suite, (gcd, replace(other, goal=gcd.goal)))
+    agent = AgentConfig()
+    rows = Dataset.from_list(task_rows(twins, agent)).to_list()
+    rollouts = EpisodeRollouts(twins, agent, Sampling(), 100, tmp_path, None, None, [0])
+    assert [rollouts.task_of(row["prompt"]).task_id for row in rows] == [gcd.task_id, other.task_id]
+    assert [m["content"] for m in rows[0]["prompt"]] == [m["content"] for m in rows[1]["prompt"]]
+    with pytest.raises(ValueError, match="goal of 2 tasks"):  # an untagged prompt cannot pick one silently
+        rollouts.task_of(episode_prompt(gcd, agent))
+    plain = EpisodeRollouts(suite, agent, Sampling(), 100, tmp_path, None, None, [0])
+    assert plain.task_of(episode_prompt(gcd, agent)).task_id == gcd.task_id  # a goal text only one task has is enough
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from ..toolsets import toolset_named
 from .episode_tokens import EpisodeTokens, PolicyModel, conversation_of
 
 ROLLOUTS_DIR = "rollouts"
+TASK_KEY = "task_id"  # on a row's user message: which task the prompt belongs to
 
 
 def episode_prompt(task: TaskSpec, agent: AgentConfig) -> list[dict[str, str]]:
@@ -34,15 +35,16 @@ def episode_prompt(task: TaskSpec, agent: AgentConfig) -> list[dict[str, str]]:
 
 
 def task_rows(suite: Suite, agent: AgentConfig) -> list[dict[str, Any]]:
-    """One dataset row per task: the episode's prompt (TRL hands it back to rollout_func) and task_id."""
-    rows, seen = [], {}
+    """One dataset row per task: the episode's prompt (TRL hands it back to rollout_func) and task_id.
+
+    TRL hands rollout_func the prompts alone, and tasks synthesized from one program share their goal text,
+    so the user message carries the task's id under a key no chat template renders (the episode itself
+    builds its messages from the task, not from this row)."""
+    rows = []
     for task in suite.tasks:
-        goal = goal_message(task.goal)
-        if goal in seen:
-            raise ValueError(f"tasks {seen[goal]} and {task.task_id} have the same goal text: a rollout could not "
-                             "tell which task a prompt belongs to")
-        seen[goal] = task.task_id
-        rows.append({"prompt": episode_prompt(task, agent), "task_id": task.task_id})
+        prompt = episode_prompt(task, agent)
+        prompt[-1][TASK_KEY] = task.task_id
+        rows.append({"prompt": prompt, "task_id": task.task_id})
     return rows
 
 
@@ -65,14 +67,26 @@ class EpisodeRollouts:
         self.token_budget, self.output, self.seed = token_budget, Path(output), seed
         self.generation, self.tokenizer, self.eos_ids = generation, tokenizer, eos_ids
         self.on_batch, self.workers, self.lock = on_batch, workers, lock
-        self.by_goal = {goal_message(t.goal): t for t in suite.tasks}
+        self.by_goal: dict[str, list[TaskSpec]] = {}
+        for task in suite.tasks:
+            self.by_goal.setdefault(goal_message(task.goal), []).append(task)
         self.calls = 0
 
     def task_of(self, prompt: list[dict[str, Any]]) -> TaskSpec:
-        goal = next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), None)
-        if goal not in self.by_goal:
-            raise ValueError("a prompt of the batch is not the goal of any task of the suite")
-        return self.by_goal[goal]
+        """The task a prompt belongs to: the id task_rows put on its user message, else its goal text when
+        exactly one task of the suite has it."""
+        user = next((m for m in reversed(prompt) if m.get("role") == "user"), {})
+        if user.get(TASK_KEY):
+            try:
+                return self.suite.task(user[TASK_KEY])
+            except KeyError:
+                raise ValueError(f"a prompt of the batch names task {user[TASK_KEY]!r}, which is not in the suite") from None
+        tasks = self.by_goal.get(user.get("content"), [])
+        if len(tasks) != 1:
+            raise ValueError("a prompt of the batch is not the goal of any task of the suite" if not tasks else
+                             f"a prompt of the batch is the goal of {len(tasks)} tasks ({tasks[0].task_id}, "
+                             f"{tasks[1].task_id}, ...) and names none of them")
+        return tasks[0]
 
     def play(self, prompts: list[list[dict[str, Any]]], step: int, generate: Any) -> list[Rollout]:
         tasks = [self.task_of(p) for p in prompts]
