@@ -24,9 +24,9 @@ work; re-running the script continues where it stopped), every stage recorded in
 
 The committed report (docs/results/learning_curve/) came from
     --points 0,32,128 --no-dpo --grpo-steps 0 --num-workers 8 --max-iters 5 --epochs 1 --grad-accum 2
-with the same --quixbugs, then the same flags without --no-dpo (DPO at the 128 point, GRPO not run);
-report.json's settings list every value, and `--report-only` with the flags of the second run rewrites
-the report from WORK without running anything.
+with the same --quixbugs, then the same flags without --no-dpo (DPO at the 128 point), then with
+--grpo-steps 4 instead of 0 (GRPO at the 128 point); report.json's settings list every value, and
+`--report-only` with the flags of the last run rewrites the report from WORK without running anything.
 Run it alone: two torch processes on 2 cores slow each other tenfold.
 """
 
@@ -323,6 +323,20 @@ def training_figures(adapter: Path) -> dict[str, Any]:
             "final_loss": summary.get("train_loss")}
 
 
+def grpo_figures(run: Path) -> dict[str, Any]:
+    """A GRPO run's own record: steps, episodes (and how many passed their sealed verdict), reward per step, time."""
+    record = json.loads((run / "grpo_config.json").read_text())
+    summary = record.get("summary") or {}
+    steps = [json.loads(line) for line in (run / "training_log.jsonl").read_text().splitlines() if line.strip()]
+    outcomes = [json.loads(path.read_text()).get("verdict", {}) or {} for path in sorted((run / "rollouts").glob("step-*/*.json"))]
+    return {"steps": summary.get("steps"), "episodes": len(outcomes),
+            "episodes_passed": sum(1 for v in outcomes if v.get("outcome") == "passed"),
+            "learning_rate": record["settings"]["learning_rate"], "num_generations": record["settings"]["num_generations"],
+            "mean_reward_per_step": [round(r["reward"], 3) for r in steps if "reward" in r],
+            "zero_variance_share": summary.get("zero_variance_share"), "train_time_s": summary.get("runtime_s"),
+            "seconds_per_step": summary.get("seconds_per_step")}
+
+
 def write_report(args: argparse.Namespace, suites: dict[str, Path], models: dict[str, dict[str, Any]], stages: Stages) -> None:
     from repo_agent.evaluate.compare import compare_runs
 
@@ -341,7 +355,8 @@ def write_report(args: argparse.Namespace, suites: dict[str, Path], models: dict
     report["unfinished_models"] = sorted(set(models) - set(finished))
     for label, info in finished.items():
         entry: dict[str, Any] = {"training_tasks": info["tasks"], "kind": info["kind"],
-                                 "training": training_figures(info["adapter"]) if info.get("adapter") else None, "sets": {}}
+                                 "training": training_figures(info["adapter"]) if info.get("adapter") else None,
+                                 **({"grpo": grpo_figures(info["grpo"])} if info.get("grpo") else {}), "sets": {}}
         for name in sets:
             summary = base[name] if label == "base" else run_summary(args.work / "eval" / label / name, suites[name])
             clustered = name == "synth_heldout"
@@ -427,6 +442,15 @@ def markdown(report: dict[str, Any]) -> str:
         if t:
             out.append(f"| {label} | {t['rows']} | {t['trained_turns_per_epoch']} | {t['tokens_per_epoch']} | {t['epochs']} | "
                        f"{t['optimizer_steps']} | {t['train_time_s']:.0f} | {t['tokens_per_s']} | {t['final_loss']} |")
+    grpo = [(label, m["grpo"]) for label, m in report["models"].items() if m.get("grpo")]
+    if grpo:
+        out += ["", "| GRPO run | steps | episodes (passed) | learning rate | mean reward per step | groups with zero reward variance | time (s) | s/step |",
+                "|---|---|---|---|---|---|---|---|"]
+        for label, g in grpo:
+            zero = ", ".join(f"{z:.2f}" for z in g["zero_variance_share"] or [])
+            out.append(f"| {label} | {g['steps']} | {g['episodes']} ({g['episodes_passed']}) | {g['learning_rate']} | "
+                       f"{', '.join(str(r) for r in g['mean_reward_per_step'])} | {zero} | {g['train_time_s']:.0f} | "
+                       f"{g['seconds_per_step']:.0f} |")
     if report.get("unfinished_models"):
         out += ["", f"Not finished when this report was written: {', '.join(report['unfinished_models'])}."]
     trained = [m["training"] for m in report["models"].values() if m["kind"] == "sft" and m["training"]]
@@ -498,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
             "--num-generations", "4", "--prompts-per-step", "1", "--toolset", "edit", "--test-policy", "on_write",
             "--max-iters", str(args.max_iters), "--max-tokens", str(args.max_tokens), "--seed", str(args.seed)],
             grpo / "adapter_config.json")
-        models[f"sft_grpo_{largest}"] = {"tasks": largest, "kind": "grpo", "adapter": None}
+        models[f"sft_grpo_{largest}"] = {"tasks": largest, "kind": "grpo", "adapter": None, "grpo": grpo}
         evaluate(args, stages, f"sft_grpo_{largest}", grpo, suites)
     write_report(args, suites, models, stages)
 
@@ -519,7 +543,8 @@ def report_only(argv: list[str] | None = None) -> None:
     if points and args.dpo:
         models[f"sft_dpo_{points[-1]}"] = {"tasks": points[-1], "kind": "dpo", "adapter": args.work / "points" / str(points[-1]) / "adapter_dpo"}
     if points and args.grpo_steps:
-        models[f"sft_grpo_{points[-1]}"] = {"tasks": points[-1], "kind": "grpo", "adapter": None}
+        models[f"sft_grpo_{points[-1]}"] = {"tasks": points[-1], "kind": "grpo", "adapter": None,
+                                            "grpo": args.work / "points" / str(points[-1]) / "grpo"}
     write_report(args, suites, models, stages)
 
 

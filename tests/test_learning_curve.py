@@ -36,6 +36,9 @@ def test_the_experiment_runs_every_stage_and_writes_its_report(tmp_path_factory,
     if held["programs"] < held["tasks"]:  # several tasks share a program: intervals must resample programs
         assert "cluster bootstrap" in held["vs_base"]["interval"]
     assert data["models"]["sft_2"]["training"]["trained_turns_per_epoch"] > 0
+    grpo = data["models"]["sft_grpo_2"]["grpo"]  # its own record: one step of one task's group of 4 episodes
+    assert grpo["steps"] == 1 and grpo["episodes"] == 4 and 0 <= grpo["episodes_passed"] <= 4
+    assert len(grpo["mean_reward_per_step"]) == 1 and "| sft_grpo_2 | 1 | 4 (" in (report / "report.md").read_text()
     assert (report / "curve.png").stat().st_size > 1000 and "| sft_2 | 2 |" in (report / "report.md").read_text()
     stages = json.loads((work / "curve.json").read_text())["stages"]
     assert any(s["stage"].startswith("GRPO") for s in stages) and any(s["stage"].startswith("DPO") for s in stages)
