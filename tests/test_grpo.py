@@ -110,7 +110,8 @@ def test_tasks_sharing_a_goal_text_are_told_apart_through_the_dataset(tmp_path):
     from repo_agent.train.grpo_rollout import task_rows
 
     suite = load_suite(BUNDLED_SUITE)
-    gcd, other = suite.task("gcd"), next(t for t in suite.tasks if t.task_id != "gcd")
+    gcd = suite.task("gcd")
+    other = next(t for t in suite.tasks if t.task_id != gcd.task_id)
     twins = with_tasks(suite, (gcd, replace(other, goal=gcd.goal)))
     agent = AgentConfig()
     rows = Dataset.from_list(task_rows(twins, agent)).to_list()
