@@ -187,6 +187,8 @@ def replace_in_file(root: Path, rel_path: str, old: str, new: str, guard: WriteG
     path = confine(root, rel_path)
     if path.is_dir():
         raise ToolError(f"{rel_path!r} is a directory")
+    if old == new:  # reporting success here told a model that a line replaced by itself was an edit
+        raise ToolError("`old` and `new` are the same: nothing would change; put the corrected text in `new`")
     refusal = guard(_rel(root, path)) if guard else None
     if refusal:
         raise RefusedWrite(*refusal)

@@ -176,7 +176,7 @@ def test_a_scaffold_comparison_says_it_is_one(cli, tmp_path):
     assert comparison["candidate"]["toolset"] == "edit"
 
 
-def test_the_edit_tool_refuses_ambiguous_and_protected_replacements(tmp_path):
+def test_the_edit_tool_refuses_ambiguous_identical_and_protected_replacements(tmp_path):
     from repo_agent.environments import open_environment
     from repo_agent.protocol import ToolCall
 
@@ -185,6 +185,9 @@ def test_the_edit_tool_refuses_ambiguous_and_protected_replacements(tmp_path):
     try:
         twice = env.execute(ToolCall("replace_in_file", {"rel_path": "python_programs/gcd.py", "old": "gcd", "new": "g"}))
         assert not twice.ok and "occurs 3 times" in twice.text  # def gcd, return gcd(, Example: gcd(
+        same = env.execute(ToolCall("replace_in_file", {"rel_path": "python_programs/gcd.py", "old": "    if b == 0:",
+                                                        "new": "    if b == 0:"}))
+        assert not same.ok and "nothing would change" in same.text and same.changed == ()  # no edit, no test run
         protected = env.execute(ToolCall("replace_in_file", {"rel_path": "python_testcases/test_gcd.py",
                                                              "old": "assert", "new": "pass #"}))
         assert not protected.ok and protected.refused == "protected"
