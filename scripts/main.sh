@@ -3,7 +3,7 @@
 # synthesize training tasks from the train side of the bundled suite and HumanEval, and a held-out set from
 # their test side; the oracle teacher fixes 64 of the training tasks with the `edit` tool set; episode-row
 # LoRA SFT; greedy evaluation of the base model and the student on the held-out set and on the bundled
-# test side; comparisons whose intervals resample source programs. About 25 minutes on 2 cores.
+# test side; comparisons whose intervals resample source programs. About 20 minutes on 2 cores, run alone.
 # Extra arguments go to `repo-agent pipeline` (see `.venv/bin/repo-agent pipeline --help`), e.g. --train-tasks 256.
 set -euo pipefail
 cd "$(dirname "$0")/.."

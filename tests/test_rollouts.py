@@ -133,6 +133,29 @@ def test_scripted_provider_metrics_count_parse_errors_and_writes(cli, tmp_path, 
     assert overall["avg_steps"] == 4.0 and overall["stop_reasons"] == {"final": TASKS}
 
 
+def test_a_line_replaced_by_itself_is_not_counted_as_changing_a_file(cli, tmp_path):
+    """The cheapest way to look like an editor: replace a line with itself. It used to be reported as an
+    edit ('replaced 1 occurrence') and counted in runs_modifying_files."""
+    from repo_agent.suites.task import load_suite, save_suite, with_tasks
+
+    bundled = load_suite(SUITE)
+    suite = save_suite(with_tasks(bundled, (bundled.task("gcd"),), suite_id="gcd-only"), tmp_path / "gcd_suite.json")
+    same = {"rel_path": "python_programs/gcd.py", "old": "    if b == 0:", "new": "    if b == 0:"}
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text("\n".join(json.dumps(r) for r in [
+        json.dumps({"type": "tool_call", "name": "replace_in_file", "args": same}), '{"type":"final","summary":"fixed"}',
+    ]) + "\n")
+    run = tmp_path / "run"
+    result = cli("eval", "--suite", suite, "--trace-dir", run, "--llm-provider", "scripted", "--model", replies,
+                 "--toolset", "edit", "--test-policy", "on_write")
+    assert result.exit_code == 0, result.stderr
+    overall = json.loads((run / "report.json").read_text())["overall"]
+    assert overall["rollouts"] == 1 and overall["pass_rate"] == 0.0 and overall["runs_modifying_files"] == 0.0
+    step = json.loads(next((run / "traces").glob("*.json")).read_text())["steps"][0]
+    assert step["tool_ok"] is False and "nothing would change" in step["tool_output"]
+    assert not step.get("changed_files") and step["test_snippet"] is None  # no change, so no test run under on_write
+
+
 def test_openai_provider_against_fake_server_counts_tokens_and_keeps_key_out(cli, tmp_path, small_suite, monkeypatch):
     secret = "sk-test-abcdefghijklmnopqrstuvwx"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
