@@ -358,6 +358,3 @@ def _tail(output: Any, limit: int = 4000) -> str:
     size = output.seek(0, os.SEEK_END)
     output.seek(max(0, size - limit))
     return output.read().decode("utf-8", errors="replace")
-
-
-

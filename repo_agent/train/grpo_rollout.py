@@ -10,7 +10,6 @@ episode the extras the rewards read as keywords: `trace`, `reference_diff`, `bug
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
